@@ -1,0 +1,1 @@
+"""The only package that touches Airflow: provider info, plugin, listeners, the state-store binding."""

@@ -1,0 +1,38 @@
+"""The Airflow plugin (``airflow.plugins`` entry point): task-end listener that flushes checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from airflow.listeners import hookimpl
+from airflow.plugins_manager import AirflowPlugin
+
+log = logging.getLogger(__name__)
+
+
+class _CheckpointListener:
+    """Runs in the task runner process: writes batched checkpoint progress when the task ends."""
+
+    @staticmethod
+    def _flush() -> None:
+        runtime = sys.modules.get("airflow_resilience.airflow.runtime")
+        if runtime is None:  # no checkpoint was opened in this process
+            return
+        try:
+            runtime.flush_open_checkpoints()
+        except Exception:  # a listener must not change the task's outcome
+            log.exception("airflow-resilience: could not write the checkpoint at task end")
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state, task_instance):
+        self._flush()
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state, task_instance, error):
+        self._flush()
+
+
+class ResiliencePlugin(AirflowPlugin):
+    name = "airflow_resilience"
+    listeners = [_CheckpointListener()]

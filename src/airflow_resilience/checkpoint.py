@@ -1,0 +1,382 @@
+"""Checkpoints for DAG authors: save progress inside a task so the next attempt resumes instead of redoing.
+
+.. code-block:: python
+
+    @task(retries=2)
+    def load():
+        ckpt = Checkpoint.current()
+        cluster = ckpt.step("provision", provision)          # runs once across all attempts
+        for part in ckpt.iterate(partitions(), key="parts"):  # resumes after the last finished item
+            copy(part)
+
+What is saved, and when
+-----------------------
+All state of one attempt is one JSON document in the task instance's state store (key
+``resilience:checkpoint:try-N``) plus a small *head* record naming the latest document. ``step()``
+results are written as soon as the step returns. ``set()`` and ``iterate()`` progress are written at
+once by default (``flush_interval=0``); with a positive ``flush_interval`` they are batched and written at
+most that many seconds apart, at the end of an ``iterate`` loop, when the loop body raises, on
+``flush()``, when the task ends (the plugin's listener flushes), and at the first item boundary after a
+SIGTERM.
+
+Known limitation — what a hard kill loses
+-----------------------------------------
+A SIGKILL (or OOM kill, or a lost node) loses only what was not yet written: with ``flush_interval=0``
+the loop item that was running (it is redone) and, for ``step()``, a result computed but not yet written
+(the write takes a few milliseconds after ``fn`` returns; in that window the step runs again). With a
+positive ``flush_interval`` add at most ``flush_interval`` seconds of finished items.
+
+Fencing
+-------
+Each attempt writes its own document key, and only the current attempt may write at all: Airflow's
+execution API refuses state-store writes from a task instance id that is no longer current (a new try
+gets a new id), and this class reports the refusal as :class:`StaleAttemptError` instead of dropping it
+silently (``task_state_store.set`` ignores the refusal). A late write of a zombie attempt therefore never
+overwrites a newer attempt's progress.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from airflow_resilience.attempt import FORMAT, HEAD_KEY, AttemptId, Head, Plan, doc_key, plan
+from airflow_resilience.errors import (
+    CheckpointTooLargeError,
+    ConfigurationError,
+    CorruptCheckpointError,
+    NoTaskContextError,
+    StaleAttemptError,
+)
+from airflow_resilience.jsonvalue import check_json, encoded_size
+from airflow_resilience.store import CheckpointStore
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """How this attempt started, for logs and for the task itself (``ckpt.resumption``)."""
+
+    #: What was done with the saved state.
+    plan: Plan
+    #: The try whose checkpoint was loaded (``None`` when starting fresh).
+    from_try: int | None
+    #: Generation of the checkpoint: starts at 0 and moves on each clear that reruns the task.
+    generation: int
+    #: Items already finished per ``iterate`` key when this attempt started.
+    loops: dict[str, int]
+    #: Step names already done when this attempt started.
+    steps: tuple[str, ...]
+
+
+def _validate_interval(value: Any, name: str = "flush_interval") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds >= 0 (0 writes every change at once), got {value!r}"
+        )
+    return float(value)
+
+
+class Checkpoint:
+    """The checkpoint of one attempt of one task instance.
+
+    In a task, get it with :meth:`current`. In unit tests, build it over a store:
+    ``Checkpoint(store, AttemptId(try_number=1))`` or use :mod:`airflow_resilience.testing`.
+    """
+
+    _current: ClassVar[Checkpoint | None] = None
+    _current_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        attempt: AttemptId,
+        *,
+        keep_on_clear: bool = False,
+        flush_interval: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._attempt = attempt
+        self._clock = clock
+        self._flush_interval = _validate_interval(flush_interval)
+        self._lock = threading.RLock()
+        self._dirty = False
+        self._head_written = False
+        self._last_flush = clock()
+        self._flush_soon = False
+        self.writes = 0
+
+        head_raw = store.get(HEAD_KEY)
+        head = None if head_raw is None else Head.from_json(head_raw)
+        decision = plan(head, attempt, keep_on_clear=keep_on_clear)
+        if decision is Plan.STALE:
+            assert head is not None
+            raise StaleAttemptError(
+                f"attempt {attempt.try_number} is stale: attempt {head.try_number} of this task instance "
+                "has already saved a checkpoint, so this attempt must not write. Nothing was overwritten"
+            )
+        self._values: dict[str, Any] = {}
+        self._steps: dict[str, Any] = {}
+        self._loops: dict[str, dict[str, Any]] = {}
+        self._attempts: list[dict[str, Any]] = []
+        generation = 0
+        from_try = None
+        if head is not None:
+            generation = head.generation
+            if decision in (Plan.RESUME, Plan.KEEP_AFTER_CLEAR):
+                self._load(head)
+                from_try = head.try_number
+                self._head_written = head.try_number == attempt.try_number
+            else:  # RERUN_AFTER_CLEAR
+                generation += 1
+        self._generation = generation
+        self._previous_doc = (
+            doc_key(head.try_number) if head is not None and head.try_number != attempt.try_number else None
+        )
+        self._attempts.append(
+            {"try_number": attempt.try_number, "plan": decision.value, "from_try": from_try}
+        )
+        self.resumption = Resumption(
+            plan=decision,
+            from_try=from_try,
+            generation=generation,
+            loops={k: int(v.get("done", 0)) for k, v in self._loops.items()},
+            steps=tuple(self._steps),
+        )
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, head: Head) -> None:
+        key = doc_key(head.try_number)
+        raw = self._store.get(key)
+        fix = (
+            "The saved state was left untouched. Inspect it with `airflow resilience checkpoint show "
+            "DAG_ID RUN_ID TASK_ID`; to start over on purpose run `airflow resilience checkpoint reset "
+            "DAG_ID RUN_ID TASK_ID` (or clear the task instance)"
+        )
+        if raw is None:
+            raise CorruptCheckpointError(
+                f"saved state key {HEAD_KEY!r} points to {key!r}, which is missing. {fix}"
+            )
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise CorruptCheckpointError(
+                f"saved state key {key!r} is not a format-{FORMAT} checkpoint document "
+                f"(found {type(raw).__name__}). {fix}"
+            )
+        parts = {}
+        for name, kind in (("values", dict), ("steps", dict), ("loops", dict), ("attempts", list)):
+            part = raw.get(name, kind())
+            if not isinstance(part, kind):
+                raise CorruptCheckpointError(
+                    f"saved state key {key!r}: field {name!r} is {type(part).__name__}, "
+                    f"expected {kind.__name__}. {fix}"
+                )
+            parts[name] = part
+        for loop_key, loop in parts["loops"].items():
+            done = loop.get("done") if isinstance(loop, dict) else None
+            if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+                raise CorruptCheckpointError(
+                    f"saved state key {key!r}: position of iterate(key={loop_key!r}) is {loop!r}, expected "
+                    f"{{'done': <count of finished items>}}. {fix}"
+                )
+        self._values = parts["values"]
+        self._steps = parts["steps"]
+        self._loops = parts["loops"]
+        self._attempts = parts["attempts"]
+
+    # ------------------------------------------------------------------ inside Airflow
+    @classmethod
+    def current(cls, *, keep_on_clear: bool | None = None, flush_interval: float | None = None) -> Checkpoint:
+        """The checkpoint of the running task attempt (one object per attempt).
+
+        :param keep_on_clear: resume from the saved checkpoint even after a user cleared the task instance
+            (by default a clear means rerun: the next attempt starts with no checkpoint). Defaults to
+            ``[resilience] checkpoint_keep_on_clear``.
+        :param flush_interval: seconds between writes of ``set``/``iterate`` progress; 0 writes at once.
+            Defaults to ``[resilience] checkpoint_flush_interval``.
+        """
+        with cls._current_lock:
+            existing = cls._current
+            if existing is not None and existing._is_for_running_attempt():
+                return existing
+            from airflow_resilience.airflow.runtime import checkpoint_for_running_task
+
+            ckpt = checkpoint_for_running_task(keep_on_clear=keep_on_clear, flush_interval=flush_interval)
+            cls._current = ckpt
+            return ckpt
+
+    def _is_for_running_attempt(self) -> bool:
+        try:
+            from airflow_resilience.airflow.runtime import running_attempt
+        except ImportError:  # pragma: no cover
+            return False
+        try:
+            return running_attempt() == self._attempt
+        except NoTaskContextError:
+            return False
+
+    # ------------------------------------------------------------------ values
+    @property
+    def attempt(self) -> AttemptId:
+        return self._attempt
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def context(self) -> list[dict[str, Any]]:
+        """Attempts of this task instance that used the checkpoint (oldest first), this one last."""
+        return [dict(a) for a in self._attempts]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The saved value of ``key`` (from this or an earlier attempt), or ``default``."""
+        with self._lock:
+            return self._values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        """Save ``value`` (JSON) under ``key``; written at once or within ``flush_interval``."""
+        check_json(key, value)
+        with self._lock:
+            previous = self._values.get(key, _MISSING)
+            self._values[key] = value
+            try:
+                self._check_size(key)
+            except CheckpointTooLargeError:
+                self._restore(self._values, key, previous)
+                raise
+            self._dirty = True
+            self._maybe_flush()
+
+    def step(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` once across all attempts and return its (JSON) result.
+
+        On a later attempt the saved result is returned without calling ``fn``. The result is written as
+        soon as ``fn`` returns.
+        """
+        with self._lock:
+            if name in self._steps:
+                return self._steps[name]
+        result = fn(*args, **kwargs)
+        check_json(f"step:{name}", result)
+        with self._lock:
+            self._steps[name] = result
+            try:
+                self._check_size(f"step:{name}")
+            except CheckpointTooLargeError:
+                del self._steps[name]
+                raise
+            self._dirty = True
+            self.flush()
+        return result
+
+    def iterate(
+        self, iterable: Iterable[T], *, key: str, flush_interval: float | None = None
+    ) -> Iterator[T]:
+        """Yield the items of ``iterable``, skipping those a previous attempt finished.
+
+        An item counts as finished when the loop body returns to the loop for the next item. The
+        iterable must produce the same items in the same order on every attempt (items are matched by
+        position; the skipped ones are still drawn from the iterable, not processed).
+        """
+        interval = self._flush_interval if flush_interval is None else _validate_interval(flush_interval)
+        with self._lock:
+            loop = self._loops.get(key)
+            done = 0 if loop is None else int(loop["done"])
+        index = done
+        try:
+            for item in itertools.islice(iterable, done, None):
+                yield item
+                index += 1
+                with self._lock:
+                    self._loops[key] = {"done": index}
+                    self._dirty = True
+                    self._maybe_flush(interval)
+            with self._lock:
+                self._loops[key] = {"done": index, "complete": True}
+                self._dirty = True
+        finally:
+            # Normal end, an exception in the loop body, or a break: what finished is written now.
+            with self._lock:
+                if self._dirty:
+                    self.flush()
+
+    def done_items(self, key: str) -> int:
+        """How many items of ``iterate(key=...)`` are finished so far."""
+        with self._lock:
+            loop = self._loops.get(key)
+            return 0 if loop is None else int(loop["done"])
+
+    # ------------------------------------------------------------------ writing
+    def request_flush(self) -> None:
+        """Ask for a write at the next item boundary (safe to call from a signal handler: no I/O)."""
+        self._flush_soon = True
+
+    def flush(self) -> None:
+        """Write what is pending now. Raises :class:`StaleAttemptError` when a newer attempt took over."""
+        with self._lock:
+            if not self._dirty and self._head_written:
+                return
+            document = self._document()
+            key = doc_key(self._attempt.try_number)
+            self._store.set(key, document)
+            self.writes += 1
+            if not self._head_written:
+                head = Head(
+                    try_number=self._attempt.try_number,
+                    max_tries=self._attempt.max_tries,
+                    clear_number=self._attempt.clear_number,
+                    generation=self._generation,
+                )
+                self._store.set(HEAD_KEY, head.to_json())
+                self.writes += 1
+                self._head_written = True
+                if self._previous_doc is not None:
+                    # The old document is superseded by the one just written; drop it to keep one.
+                    self._store.delete(self._previous_doc)
+                    self._previous_doc = None
+            self._dirty = False
+            self._flush_soon = False
+            self._last_flush = self._clock()
+
+    def _maybe_flush(self, interval: float | None = None) -> None:
+        interval = self._flush_interval if interval is None else interval
+        if interval <= 0 or self._flush_soon or self._clock() - self._last_flush >= interval:
+            self.flush()
+
+    def _document(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "try_number": self._attempt.try_number,
+            "generation": self._generation,
+            "values": self._values,
+            "steps": self._steps,
+            "loops": self._loops,
+            "attempts": self._attempts,
+        }
+
+    def _check_size(self, key: str) -> None:
+        limit = self._store.max_value_bytes
+        if limit <= 0:
+            return
+        size = encoded_size(self._document())
+        if size > limit:
+            raise CheckpointTooLargeError(
+                f"checkpoint key {key!r}: saving it would make this task's checkpoint {size} bytes, over the "
+                f"state store limit of {limit} bytes ([state_store] max_value_storage_bytes). Nothing was "
+                "saved and earlier checkpoints are intact. Save a reference (a path or URI) to the data "
+                "instead of the data, or raise the limit"
+            )
+
+    @staticmethod
+    def _restore(mapping: dict[str, Any], key: str, previous: Any) -> None:
+        if previous is _MISSING:
+            mapping.pop(key, None)
+        else:
+            mapping[key] = previous

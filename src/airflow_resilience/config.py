@@ -1,0 +1,54 @@
+"""Settings of the ``[resilience]`` section: declared once here, validated eagerly.
+
+The declarations feed the provider info (so ``airflow config list`` shows every option with its default)
+and the docs. Reading is done at the edge (``airflow_resilience.airflow.runtime``) through
+:func:`load_settings`, which takes a plain ``get(option) -> str | None`` so it is testable without Airflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from airflow_resilience.errors import ConfigurationError
+from airflow_resilience.options import OPTIONS, SECTION
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated ``[resilience]`` settings."""
+
+    checkpoint_flush_interval: float = 0.0
+    checkpoint_keep_on_clear: bool = False
+
+
+_TRUE = {"true", "1", "yes", "on", "t", "y"}
+_FALSE = {"false", "0", "no", "off", "f", "n"}
+
+
+def _parse(option: str, kind: str, raw: str) -> object:
+    text = raw.strip()
+    where = f"[{SECTION}] {option} = {raw!r}"
+    if kind == "float":
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigurationError(f"{where}: expected a number of seconds, e.g. 0 or 1.5") from None
+        if value < 0 or value != value:
+            raise ConfigurationError(f"{where}: must be >= 0")
+        return value
+    if kind == "boolean":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigurationError(f"{where}: expected True or False")
+    raise AssertionError(kind)
+
+
+def load_settings(get: Callable[[str], str | None]) -> Settings:
+    """Build :class:`Settings` from a lookup of raw option text (``None`` = unset -> default)."""
+    values = {}
+    for option, (kind, default, _doc) in OPTIONS.items():
+        raw = get(option)
+        values[option] = _parse(option, kind, default if raw is None else raw)
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,51 @@
+"""Errors raised by airflow-resilience.
+
+Every error names the checkpoint key (or setting) it is about and what to do. Errors about saved state
+that cannot be used are *non-retryable*: retrying would meet the same bytes again, and starting fresh
+would silently throw the saved work away. When Airflow is importable they subclass Airflow's
+``AirflowFailException`` so the task fails without spending retries; without Airflow (unit tests of the
+pure core) they are plain exceptions.
+"""
+
+from __future__ import annotations
+
+try:  # pragma: no cover - exercised in both environments
+    from airflow.sdk.exceptions import AirflowFailException as _NonRetryable
+except ImportError:  # pragma: no cover - Airflow absent
+    _NonRetryable = Exception  # type: ignore[assignment,misc]
+
+
+class ResilienceError(Exception):
+    """Base class of every error of this package."""
+
+
+class ConfigurationError(ResilienceError, ValueError):
+    """A setting of the ``[resilience]`` section (or an argument) has a value that cannot work."""
+
+
+class CheckpointError(ResilienceError):
+    """Base class of checkpoint errors."""
+
+
+class CheckpointValueError(CheckpointError, _NonRetryable):  # type: ignore[misc]
+    """A value given to a checkpoint is not JSON (or not a JSON object key). Nothing was saved."""
+
+
+class CheckpointTooLargeError(CheckpointError, _NonRetryable):  # type: ignore[misc]
+    """Saving the value would make the checkpoint larger than the store accepts. Nothing was saved."""
+
+
+class CorruptCheckpointError(CheckpointError, _NonRetryable):  # type: ignore[misc]
+    """Saved checkpoint state cannot be decoded. It is left untouched for inspection."""
+
+
+class StaleAttemptError(CheckpointError, _NonRetryable):  # type: ignore[misc]
+    """This attempt has been superseded by a newer attempt of the same task instance (fencing)."""
+
+
+class CheckpointStoreError(CheckpointError):
+    """The store refused or failed a write for a reason other than fencing (retryable)."""
+
+
+class NoTaskContextError(CheckpointError, RuntimeError):
+    """``Checkpoint.current()`` was called outside a running Airflow task."""

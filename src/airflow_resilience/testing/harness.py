@@ -1,0 +1,557 @@
+"""A real Airflow for tests: api-server, scheduler, dag-processor and triggerer in a temporary home.
+
+.. code-block:: python
+
+    with AirflowEnvironment.create(dags=[Path("dags")]) as af:
+        run_id = af.trigger("my_dag")
+        ti = af.wait_for_task(run_id, "my_dag", "load", states={"running"})
+        af.signal_runner("my_dag", run_id, "load", signal.SIGKILL)
+        af.wait_for_run("my_dag", run_id)
+
+The environment uses PostgreSQL when a server answers on ``127.0.0.1:5432`` (a fresh database named
+``airflow_resilience_<random>``, dropped at stop) and SQLite otherwise; :attr:`database_kind` and the log
+line at start say which. ``AIRFLOW_RESILIENCE_TEST_DB=sqlite|postgres`` forces one.
+
+The test process never imports Airflow's settings: it speaks to the REST API for triggering and clearing,
+and reads the metadata database with its own SQLAlchemy engine. So a test session can drive several
+environments, and the user's own ``AIRFLOW_HOME`` is never touched.
+
+Every process started is stopped by its PID (with the processes it started, found by walking the
+process tree): nothing is killed by name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("airflow_resilience.testing")
+
+FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_reachable(host: str = "127.0.0.1", port: int = 5432, timeout: float = 0.5) -> bool:
+    """True when something accepts connections on the PostgreSQL port and a login works."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError:
+        return False
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres", connect_timeout=2)
+        conn.close()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class TaskInstanceRow:
+    """One task instance (or one archived try of it) as stored in the metadata database."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    state: str | None
+    max_tries: int
+    pid: int | None
+    hostname: str | None
+    id: str
+    start_date: Any = None
+    end_date: Any = None
+    retry_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskProcesses:
+    """The processes of a running task instance: the supervisor and the task runner it forked."""
+
+    runner: int
+    supervisor: int
+
+
+@dataclass
+class AirflowEnvironment:
+    """A running Airflow 3 (LocalExecutor) for tests. Build with :meth:`create`, stop with :meth:`stop`."""
+
+    home: Path
+    database_url: str
+    database_kind: str
+    api_port: int
+    env: dict[str, str]
+    _owned_home: bool = False
+    _postgres_db: str | None = None
+    _procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _token: str | None = None
+    _engine: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(
+        cls,
+        *,
+        dags: Iterable[Path] = (),
+        home: Path | None = None,
+        database: str | None = None,
+        parallelism: int = 4,
+        config: Mapping[str, str] | None = None,
+        start: bool = True,
+    ) -> AirflowEnvironment:
+        """Prepare a home, a database and the configuration, deploy ``dags`` and (by default) start.
+
+        :param database: ``"postgres"``, ``"sqlite"`` or ``None`` for PostgreSQL when reachable.
+        :param config: extra settings as ``AIRFLOW__SECTION__KEY`` environment names -> values.
+        """
+        owned = home is None
+        home = Path(tempfile.mkdtemp(prefix="airflow-resilience-")) if home is None else Path(home)
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dags").mkdir(exist_ok=True)
+        (home / "logs").mkdir(exist_ok=True)
+        choice = database or os.environ.get("AIRFLOW_RESILIENCE_TEST_DB") or "auto"
+        pg_db = None
+        if choice == "auto":
+            choice = "postgres" if postgres_reachable() else "sqlite"
+            if choice == "sqlite":
+                log.warning("PostgreSQL is not reachable on 127.0.0.1:5432: using SQLite")
+        if choice == "postgres":
+            pg_db = f"airflow_resilience_{secrets.token_hex(4)}"
+            _pg_admin(f'CREATE DATABASE "{pg_db}"')
+            url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{pg_db}"
+        elif choice == "sqlite":
+            url = f"sqlite:///{home / 'airflow.db'}"
+        else:
+            raise ValueError(f"database must be 'postgres' or 'sqlite', got {choice!r}")
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                "AIRFLOW__CORE__FERNET_KEY": "",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+                "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+                "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD": "600",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "50",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
+                "AIRFLOW__CORE__DAG_DISCOVERY_SAFE_MODE": "False",
+            }
+        )
+        env.update(config or {})
+        self = cls(
+            home=home,
+            database_url=url,
+            database_kind=choice,
+            api_port=port,
+            env=env,
+            _owned_home=owned,
+            _postgres_db=pg_db,
+        )
+        for path in dags:
+            self.deploy(path, wait=False)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def __enter__(self) -> AirflowEnvironment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def airflow(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        """Run an ``airflow`` CLI command against this environment."""
+        return subprocess.run(
+            [_airflow_bin(), *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.airflow("db", "migrate")
+        log.info("database (%s) migrated in %.1fs", self.database_kind, time.monotonic() - t0)
+        for name in COMPONENTS:
+            self.start_component(name)
+        self._wait_healthy(timeout=180)
+        log.info("Airflow up on %s (%s) in %.1fs", self.api_url, self.database_kind, time.monotonic() - t0)
+
+    def start_component(self, name: str) -> int:
+        """Start (or restart after a kill) one component; returns its PID."""
+        args = [name, "--port", str(self.api_port)] if name == "api-server" else [name]
+        logfile = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [_airflow_bin(), *args],
+            env=self.env,
+            cwd=self.home,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        logfile.close()
+        self._procs[name] = proc
+        return proc.pid
+
+    def component_pid(self, name: str) -> int:
+        return self._procs[name].pid
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            _stop_tree(proc.pid, sig, timeout)
+            proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        """Stop every process this environment started (by PID, with its descendants), drop the DB."""
+        for name in reversed(list(self._procs)):
+            try:
+                self.stop_component(name)
+            except Exception:
+                log.exception("could not stop %s", name)
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+        if self._postgres_db:
+            try:
+                _pg_admin(f'DROP DATABASE IF EXISTS "{self._postgres_db}" WITH (FORCE)')
+            except Exception:
+                log.exception("could not drop database %s", self._postgres_db)
+            self._postgres_db = None
+        if self._owned_home and os.environ.get("AIRFLOW_RESILIENCE_KEEP_HOME") != "1":
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.component_log(name)}")
+            try:
+                last = self._http("GET", "/api/v2/monitor/health", auth=False)
+                parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                if all((last.get(p) or {}).get("status") == "healthy" for p in parts):
+                    return
+            except Exception as exc:  # not up yet
+                last = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"Airflow did not become healthy in {timeout}s: {last}")
+
+    def component_log(self, name: str, tail: int = 4000) -> str:
+        path = self.home / f"{name}.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    # ------------------------------------------------------------------ HTTP
+    def _http(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
+        import httpx
+
+        headers = {}
+        if auth:
+            if self._token is None:
+                resp = httpx.get(f"{self.api_url}/auth/token", timeout=30)
+                resp.raise_for_status()
+                self._token = resp.json()["access_token"]
+            headers["Authorization"] = f"Bearer {self._token}"
+        resp = httpx.request(method, f"{self.api_url}{path}", json=body, headers=headers, timeout=60)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"{method} {path} -> {resp.status_code}: {resp.text}")
+        return resp.json() if resp.content else None
+
+    # ------------------------------------------------------------------ DAGs and runs
+    def deploy(self, path: Path, *, wait: bool = True, timeout: float = 120) -> list[str]:
+        """Copy a DAG file (or every ``.py`` of a folder) into the DAGs folder; wait until parsed."""
+        path = Path(path)
+        files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            shutil.copy2(f, self.home / "dags" / f.name)
+        names = [f.name for f in files]
+        if wait:
+            self.wait_for_dag_files(names, timeout=timeout)
+        return names
+
+    def wait_for_dag_files(self, names: Iterable[str], timeout: float = 120) -> None:
+        wanted = set(names)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.sql("SELECT fileloc FROM dag WHERE is_stale = false")
+            seen = {Path(r[0]).name for r in rows}
+            if wanted <= seen:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"DAG files {sorted(wanted)} not parsed in {timeout}s")
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.sql("SELECT 1 FROM serialized_dag WHERE dag_id = :d", d=dag_id):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"DAG {dag_id!r} not serialized in {timeout}s:\n{self.component_log('dag-processor')}")
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
+        """Trigger a DAG run through the REST API; returns its run id."""
+        self.wait_for_dag(dag_id)
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf or {})}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self._http("POST", f"/api/v2/dags/{dag_id}/dagRuns", body=body)["dag_run_id"]
+
+    def clear(self, dag_id: str, run_id: str, task_ids: Iterable[str]) -> None:
+        """Clear task instances as a user does from the UI (REST API ``clearTaskInstances``)."""
+        body = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": list(task_ids),
+            "only_failed": False,
+            "reset_dag_runs": True,
+        }
+        self._http("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body=body)
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        rows = self.sql("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
+        return rows[0][0] if rows else None
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str, states: Iterable[str] = ("success", "failed"), timeout: float = 300
+    ) -> str:
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in wanted:
+                return state
+            time.sleep(0.3)
+        raise TimeoutError(f"run {dag_id}/{run_id} is {state!r}, not in {sorted(wanted)} after {timeout}s")
+
+    # ------------------------------------------------------------------ task instances
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> TaskInstanceRow:
+        rows = self.sql(
+            "SELECT dag_id, run_id, task_id, map_index, try_number, state, max_tries, pid, hostname, id,"
+            " start_date, end_date, NULL FROM task_instance"
+            " WHERE dag_id = :d AND run_id = :r AND task_id = :t AND map_index = :m",
+            d=dag_id,
+            r=run_id,
+            t=task_id,
+            m=map_index,
+        )
+        if not rows:
+            raise LookupError(f"no task instance {dag_id}/{run_id}/{task_id}[{map_index}]")
+        return _row(rows[0])
+
+    def try_history(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[TaskInstanceRow]:
+        """Every try of a task instance, oldest first: archived tries, then the current one."""
+        rows = self.sql(
+            "SELECT dag_id, run_id, task_id, map_index, try_number, state, max_tries, pid, hostname, task_instance_id,"
+            " start_date, end_date, retry_reason FROM task_instance_history"
+            " WHERE dag_id = :d AND run_id = :r AND task_id = :t AND map_index = :m ORDER BY try_number",
+            d=dag_id,
+            r=run_id,
+            t=task_id,
+            m=map_index,
+        )
+        history = [_row(r) for r in rows]
+        current = self.task_instance(dag_id, run_id, task_id, map_index)
+        if not history or history[-1].try_number != current.try_number:
+            history.append(current)
+        return history
+
+    def wait_for_task(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: Iterable[str | None],
+        *,
+        try_number: int | None = None,
+        map_index: int = -1,
+        timeout: float = 120,
+    ) -> TaskInstanceRow:
+        """Wait until the task instance is in one of ``states`` (and at ``try_number``, if given)."""
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        ti = None
+        while time.monotonic() < deadline:
+            try:
+                ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            except LookupError:
+                ti = None
+            if ti is not None and ti.state in wanted and (try_number is None or ti.try_number == try_number):
+                return ti
+            time.sleep(0.2)
+        raise TimeoutError(f"{dag_id}/{run_id}/{task_id}: {ti} not in {wanted} (try {try_number}) after {timeout}s")
+
+    def task_processes(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> TaskProcesses:
+        """PIDs of the task runner (``task_instance.pid``) and of its supervisor (the runner's parent)."""
+        import psutil
+
+        ti = self.task_instance(dag_id, run_id, task_id, map_index)
+        if ti.state != "running" or not ti.pid:
+            raise LookupError(f"{dag_id}/{run_id}/{task_id} is {ti.state!r} with pid {ti.pid}: not running")
+        runner = psutil.Process(ti.pid)
+        return TaskProcesses(runner=runner.pid, supervisor=runner.ppid())
+
+    def signal_runner(self, dag_id: str, run_id: str, task_id: str, sig: int, map_index: int = -1) -> int:
+        pid = self.task_processes(dag_id, run_id, task_id, map_index).runner
+        os.kill(pid, sig)
+        return pid
+
+    def signal_supervisor(self, dag_id: str, run_id: str, task_id: str, sig: int, map_index: int = -1) -> int:
+        pid = self.task_processes(dag_id, run_id, task_id, map_index).supervisor
+        os.kill(pid, sig)
+        return pid
+
+    def state_store(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        """The task state store rows of one task instance, decoded."""
+        rows = self.sql(
+            "SELECT key, value FROM task_state_store WHERE dag_id = :d AND run_id = :r AND task_id = :t"
+            " AND map_index = :m",
+            d=dag_id,
+            r=run_id,
+            t=task_id,
+            m=map_index,
+        )
+        return {k: json.loads(v) for k, v in rows}
+
+    def write_state_store_raw(self, dag_id: str, run_id: str, task_id: str, key: str, raw: str) -> None:
+        """Overwrite one state-store row with raw text (to simulate damaged saved state in tests)."""
+        self.sql(
+            "UPDATE task_state_store SET value = :v WHERE dag_id = :d AND run_id = :r AND task_id = :t"
+            " AND key = :k",
+            v=raw,
+            d=dag_id,
+            r=run_id,
+            t=task_id,
+            k=key,
+            write=True,
+        )
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        base = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            base = base / f"map_index={map_index}"
+        path = base / f"attempt={try_number}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ------------------------------------------------------------------ SQL
+    def sql(self, statement: str, write: bool = False, **params: Any) -> list[tuple]:
+        from sqlalchemy import create_engine, text
+
+        if self._engine is None:
+            self._engine = create_engine(self.database_url, pool_pre_ping=True)
+        with self._engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return [] if write or not result.returns_rows else [tuple(r) for r in result]
+
+
+def _row(r: tuple) -> TaskInstanceRow:
+    return TaskInstanceRow(
+        dag_id=r[0],
+        run_id=r[1],
+        task_id=r[2],
+        map_index=r[3],
+        try_number=r[4],
+        state=r[5],
+        max_tries=r[6],
+        pid=r[7],
+        hostname=r[8],
+        id=str(r[9]),
+        start_date=r[10],
+        end_date=r[11],
+        retry_reason=r[12],
+    )
+
+
+def _airflow_bin() -> str:
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else "airflow"
+
+
+def _pg_admin(statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _stop_tree(pid: int, sig: int, timeout: float) -> None:
+    """Signal ``pid`` and every descendant (found before signalling), then SIGKILL what is left."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [root, *root.children(recursive=True)]
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
