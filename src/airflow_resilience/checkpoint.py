@@ -37,6 +37,7 @@ overwrites a newer attempt's progress.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import threading
 import time
@@ -57,6 +58,12 @@ from airflow_resilience.store import CheckpointStore
 
 T = TypeVar("T")
 _MISSING = object()
+
+#: Set by ``airflow_resilience.testing.CheckpointEnvironment`` so that ``Checkpoint.current()`` in code
+#: under a unit test returns an in-memory checkpoint instead of looking for a running Airflow task.
+_override: contextvars.ContextVar[Checkpoint | None] = contextvars.ContextVar(
+    "airflow_resilience_checkpoint", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,9 @@ class Checkpoint:
         :param flush_interval: seconds between writes of ``set``/``iterate`` progress; 0 writes at once.
             Defaults to ``[resilience] checkpoint_flush_interval``.
         """
+        override = _override.get()
+        if override is not None:
+            return override
         with cls._current_lock:
             existing = cls._current
             if existing is not None and existing._is_for_running_attempt():

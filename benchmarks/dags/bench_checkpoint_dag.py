@@ -1,0 +1,152 @@
+"""DAG run by ``benchmarks/bench_checkpoint.py``: measures checkpoint costs inside one real task.
+
+Everything is measured inside a single running task instance, so raw state-store writes and
+``Checkpoint`` writes go through the same supervisor -> execution API -> metadata database path.
+The run conf carries the parameters and the path where the raw measurements are written as JSON:
+
+    {"out": "/path/raw.json", "writes": 300, "blocks": 5, "warmup": 20,
+     "repeats": 3, "items": 1000, "work_s": 0.01, "batched_interval": 1.0}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from datetime import datetime
+
+from airflow.sdk import dag, task
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+@dag(
+    dag_id="bench_checkpoint",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["benchmark"],
+)
+def bench_checkpoint():
+    @task(retries=0)
+    def measure(**context):
+        from airflow_resilience.checkpoint import Checkpoint
+
+        conf = dict(context["dag_run"].conf or {})
+        out = conf["out"]
+        writes = int(conf.get("writes", 300))
+        blocks = int(conf.get("blocks", 5))
+        warmup = int(conf.get("warmup", 20))
+        repeats = int(conf.get("repeats", 3))
+        items = int(conf.get("items", 1000))
+        work_s = float(conf.get("work_s", 0.01))
+        batched_interval = float(conf.get("batched_interval", 1.0))
+
+        raw_store = context["task_state_store"]
+        ckpt = Checkpoint.current(flush_interval=0)
+        t_task = time.perf_counter()
+        result: dict = {
+            "python": platform.python_version(),
+            "pid": os.getpid(),
+            "try_number": int(context["ti"].try_number),
+            "params": {
+                "writes": writes,
+                "blocks": blocks,
+                "warmup": warmup,
+                "repeats": repeats,
+                "items": items,
+                "work_s": work_s,
+                "batched_interval": batched_interval,
+            },
+        }
+
+        # ------------------------------------------------------------ 1. per-write cost
+        raw_key, our_key = "bench:raw", "bench"
+        counter = 0
+
+        def raw_call() -> int:
+            nonlocal counter
+            counter += 1
+            value = {"counter": counter, "tag": "bench"}
+            t0 = time.perf_counter_ns()
+            raw_store.set(raw_key, value)
+            return time.perf_counter_ns() - t0
+
+        def our_call() -> int:
+            nonlocal counter
+            counter += 1
+            value = {"counter": counter, "tag": "bench"}
+            t0 = time.perf_counter_ns()
+            ckpt.set(our_key, value)
+            return time.perf_counter_ns() - t0
+
+        calls = {"raw": raw_call, "ours": our_call}
+        # Warm-up (also writes the checkpoint head once, so it is not in the measured samples).
+        for _ in range(warmup):
+            raw_call()
+            our_call()
+        writes_before = ckpt.writes
+        samples: dict[str, list[int]] = {"raw": [], "ours": []}
+        block_log = []
+        per_block = max(1, writes // blocks)
+        for b in range(blocks):
+            order = ("raw", "ours") if b % 2 == 0 else ("ours", "raw")
+            for kind in order:
+                n = per_block if b < blocks - 1 else writes - per_block * (blocks - 1)
+                chunk = [calls[kind]() for _ in range(n)]
+                samples[kind].extend(chunk)
+                block_log.append({"block": b, "kind": kind, "n": n, "sum_ns": sum(chunk)})
+        result["writes"] = {
+            "raw_ns": samples["raw"],
+            "ours_ns": samples["ours"],
+            "blocks": block_log,
+            "ours_store_writes": ckpt.writes - writes_before,
+            "last_counter": counter,
+            "ours_document_bytes": len(json.dumps(ckpt._document())),
+            "raw_value_bytes": len(json.dumps({"counter": counter, "tag": "bench"})),
+        }
+
+        # ------------------------------------------------------------ 2. loop slowdown
+        def plain(_r: int) -> int:
+            for _item in range(items):
+                time.sleep(work_s)
+            return 0
+
+        def batched(r: int) -> int:
+            before = ckpt.writes
+            for _item in ckpt.iterate(range(items), key=f"bench-batched-r{r}", flush_interval=batched_interval):
+                time.sleep(work_s)
+            return ckpt.writes - before
+
+        def every_item(r: int) -> int:
+            before = ckpt.writes
+            for _item in ckpt.iterate(range(items), key=f"bench-every-r{r}", flush_interval=0):
+                time.sleep(work_s)
+            return ckpt.writes - before
+
+        variants = {"plain": plain, "batched": batched, "every_item": every_item}
+        names = list(variants)
+        loops = []
+        for r in range(repeats):
+            order = names[r % 3 :] + names[: r % 3]  # rotate so no variant always runs first
+            for name in order:
+                t0 = time.perf_counter_ns()
+                store_writes = variants[name](r)
+                wall = time.perf_counter_ns() - t0
+                loops.append({"repeat": r, "variant": name, "wall_ns": wall, "store_writes": store_writes})
+        result["loops"] = loops
+        result["final_document_bytes"] = len(json.dumps(ckpt._document()))
+        result["task_seconds"] = time.perf_counter() - t_task
+        _write_json(out, result)
+
+    measure()
+
+
+bench_checkpoint()
