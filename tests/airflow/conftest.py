@@ -1,0 +1,67 @@
+"""One real Airflow per database for the whole session (PostgreSQL when reachable, and SQLite)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_resilience.testing import postgres_reachable
+
+DAGS = Path(__file__).parent / "dags"
+
+_DATABASES = ["postgres", "sqlite"] if postgres_reachable() else ["sqlite"]
+if "postgres" not in _DATABASES:
+    print("airflow-resilience tests: PostgreSQL not reachable on 127.0.0.1:5432, real-Airflow tests run on SQLite only")
+
+
+@pytest.fixture(scope="session")
+def airflow_dags() -> list[Path]:
+    return [DAGS]
+
+
+@pytest.fixture(scope="session")
+def airflow_config() -> dict[str, str]:
+    return {
+        # Short so the fencing test (a frozen attempt) does not wait the stock 300 s.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+    }
+
+
+@pytest.fixture(scope="session", params=_DATABASES)
+def airflow_database(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+class Marks:
+    """Progress marks written by the test DAGs (JSON lines)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.read():
+                if pred(event):
+                    return event
+            time.sleep(0.05)
+        raise TimeoutError(f"no mark matching the condition in {timeout}s; marks: {self.read()[-5:]}")
+
+    def of(self, ev: str, t: int | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.read() if e["ev"] == ev and (t is None or e["t"] == t)]
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Marks:
+    return Marks(tmp_path / "marks.jsonl")

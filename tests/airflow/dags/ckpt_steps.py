@@ -1,0 +1,57 @@
+"""Acceptance DAG: a 60-step task that uses Checkpoint.iterate and Checkpoint.step.
+
+Progress marks (one JSON line per event) go to the file named by the run conf ``marks``, so tests can see
+exactly which items every attempt started and finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import timedelta
+
+import pendulum
+
+from airflow.sdk import dag, get_current_context, task
+from airflow_resilience import Checkpoint
+
+
+def mark(path: str, **event) -> None:
+    line = (json.dumps(event) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-test"])
+def ckpt_steps():
+    @task(retries=3, retry_delay=timedelta(seconds=1))
+    def work():
+        ctx = get_current_context()
+        conf = ctx["dag_run"].conf or {}
+        marks = conf["marks"]
+        try_number = ctx["ti"].try_number
+        steps = int(conf.get("steps", 60))
+        delay = float(conf.get("delay", 0.2))
+        ckpt = Checkpoint.current(keep_on_clear=conf.get("keep_on_clear"))
+
+        def provision():
+            mark(marks, t=try_number, ev="step-computed")
+            return {"cluster": "c-1"}
+
+        cluster = ckpt.step("provision", provision)
+        mark(marks, t=try_number, ev="attempt-start", done=ckpt.done_items("items"),
+             plan=ckpt.resumption.plan.value, generation=ckpt.generation)
+        for i in ckpt.iterate(range(steps), key="items"):
+            mark(marks, t=try_number, ev="item-start", i=i)
+            time.sleep(delay)
+            mark(marks, t=try_number, ev="item-end", i=i)
+        return {"cluster": cluster["cluster"], "done": ckpt.done_items("items")}
+
+    work()
+
+
+ckpt_steps()

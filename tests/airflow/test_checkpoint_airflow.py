@@ -1,0 +1,140 @@
+"""Checkpoints on a real Airflow 3.3.2: scheduler, API server, dag-processor, LocalExecutor, real signals."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from airflow_resilience.attempt import HEAD_KEY, doc_key
+
+pytestmark = pytest.mark.airflow
+
+DAG = "ckpt_steps"
+
+
+def kill_runner_after_item(af, marks, run_id: str, try_number: int, item: int) -> int:
+    """SIGKILL the task runner once ``item`` has finished in ``try_number``; returns the killed PID."""
+    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == try_number and e["i"] >= item)
+    af.wait_for_task(DAG, run_id, "work", {"running"}, try_number=try_number)
+    return af.signal_runner(DAG, run_id, "work", signal.SIGKILL)
+
+
+def test_sixty_steps_killed_twice_resume_after_last_finished_step(airflow_env, marks):
+    af = airflow_env
+    run_id = af.trigger(DAG, conf={"marks": str(marks.path), "steps": 60, "delay": 0.2})
+    kill_runner_after_item(af, marks, run_id, 1, 20)
+    kill_runner_after_item(af, marks, run_id, 2, 40)
+    assert af.wait_for_run(DAG, run_id, timeout=240) == "success"
+
+    tries = af.try_history(DAG, run_id, "work")
+    assert [t.try_number for t in tries] == [1, 2, 3]
+    assert tries[-1].state == "success"
+
+    ended = {t: {e["i"] for e in marks.of("item-end", t)} for t in (1, 2, 3)}
+    started = {t: [e["i"] for e in marks.of("item-start", t)] for t in (1, 2, 3)}
+    assert set().union(*ended.values()) == set(range(60))
+    for prev, nxt in ((1, 2), (2, 3)):
+        last_finished = max(ended[prev])
+        # the next attempt starts right after the last finished step...
+        assert started[nxt][0] == last_finished + 1, (prev, nxt, started[nxt][:3], last_finished)
+        # ...so no finished step is redone, and at most one step (the one in progress) is repeated
+        assert not ended[prev] & set(started[nxt])
+        assert len(set(started[prev]) & set(started[nxt])) <= 1
+    assert len(marks.of("step-computed")) == 1
+    starts = marks.of("attempt-start")
+    assert [s["plan"] for s in starts] == ["fresh", "resume", "resume"]
+
+    saved = af.state_store(DAG, run_id, "work")
+    assert saved[HEAD_KEY]["try_number"] == 3
+    assert saved[doc_key(3)]["loops"]["items"] == {"done": 60, "complete": True}
+    assert set(saved) == {HEAD_KEY, doc_key(3)}  # superseded documents are dropped
+
+
+@pytest.mark.parametrize("keep_on_clear", [False, True], ids=["clear-means-rerun", "opt-out-keeps"])
+def test_clear_after_success(airflow_env, marks, keep_on_clear):
+    af = airflow_env
+    conf = {"marks": str(marks.path), "steps": 5, "delay": 0.01, "keep_on_clear": keep_on_clear}
+    run_id = af.trigger(DAG, conf=conf)
+    assert af.wait_for_run(DAG, run_id) == "success"
+    af.clear(DAG, run_id, ["work"])
+    af.wait_for_task(DAG, run_id, "work", {"success"}, try_number=2, timeout=120)
+    assert af.wait_for_run(DAG, run_id) == "success"
+
+    starts = marks.of("attempt-start")
+    assert [s["t"] for s in starts] == [1, 2]
+    if keep_on_clear:
+        assert starts[1]["plan"] == "keep_after_clear"
+        assert starts[1]["done"] == 5
+        assert marks.of("item-start", 2) == []
+        assert len(marks.of("step-computed")) == 1
+    else:
+        assert starts[1]["plan"] == "rerun_after_clear"
+        assert starts[1]["done"] == 0
+        assert [e["i"] for e in marks.of("item-end", 2)] == [0, 1, 2, 3, 4]
+        assert len(marks.of("step-computed")) == 2
+        assert starts[1]["generation"] == 1
+
+
+def test_stale_attempt_write_is_refused(airflow_env, marks):
+    """Attempt 1 is frozen (SIGSTOP, like a VM pause) until the scheduler declares it lost and attempt 2
+    has taken over; thawed, its next checkpoint write is refused and attempt 2's progress is intact."""
+    af = airflow_env
+    dag = "ckpt_fencing"
+    run_id = af.trigger(dag, conf={"marks": str(marks.path), "steps": 400})
+    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 10)
+    procs = af.task_processes(dag, run_id, "work")
+    os_kill = __import__("os").kill
+    os_kill(procs.runner, signal.SIGSTOP)
+    os_kill(procs.supervisor, signal.SIGSTOP)
+    try:
+        marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 2 and e["i"] >= 60, timeout=150)
+        head = af.state_store(dag, run_id, "work")[HEAD_KEY]
+        assert head["try_number"] == 2
+    finally:
+        os_kill(procs.runner, signal.SIGCONT)  # its next write request waits in the supervisor's socket
+        time.sleep(0.5)
+        os_kill(procs.supervisor, signal.SIGCONT)
+    refused = marks.wait_for(lambda e: e["ev"] == "refused" and e["t"] == 1, timeout=60)
+    assert "no longer the current attempt" in refused["error"]
+    assert af.wait_for_run(dag, run_id, timeout=120) == "success"
+    saved = af.state_store(dag, run_id, "work")
+    assert saved[HEAD_KEY]["try_number"] == 2
+    assert saved[doc_key(2)]["loops"]["items"] == {"done": 400, "complete": True}
+    assert doc_key(1) not in saved  # the zombie's write did not land
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("non_json", "checkpoint key 'when': datetime at $ is not JSON-serializable"),
+        ("too_large", "checkpoint key 'blob': saving it would make this task's checkpoint"),
+    ],
+)
+def test_bad_values_fail_the_task_without_retry_and_keep_checkpoint(airflow_env, mode, message):
+    af = airflow_env
+    dag = "ckpt_bad_input"
+    run_id = af.trigger(dag, conf={"mode": mode})
+    assert af.wait_for_run(dag, run_id) == "failed"
+    ti = af.task_instance(dag, run_id, "work")
+    assert (ti.state, ti.try_number) == ("failed", 1)  # non-retryable: retries=2 not spent
+    assert message in af.task_log(dag, run_id, "work", 1)
+    assert af.state_store(dag, run_id, "work")[doc_key(1)]["values"] == {"small": 1}
+
+
+def test_corrupt_saved_state_fails_loudly_and_is_left_untouched(airflow_env):
+    af = airflow_env
+    dag = "ckpt_bad_input"
+    run_id = af.trigger(dag, conf={"mode": "corrupt"})
+    af.wait_for_task(dag, run_id, "work", {"up_for_retry"}, try_number=1)
+    damaged = '{"format": 1, "try_number": "one"}'
+    af.write_state_store_raw(dag, run_id, "work", HEAD_KEY, damaged)
+    assert af.wait_for_run(dag, run_id) == "failed"
+    ti = af.task_instance(dag, run_id, "work")
+    assert (ti.state, ti.try_number) == ("failed", 2)  # the corrupt state is not retried a third time
+    log = af.task_log(dag, run_id, "work", 2)
+    assert "saved state key 'resilience:checkpoint:head' is damaged" in log
+    rows = af.sql("SELECT value FROM task_state_store WHERE run_id = :r AND key = :k", r=run_id, k=HEAD_KEY)
+    assert rows == [(damaged,)]
+    assert af.state_store(dag, run_id, "work")[doc_key(1)]["values"] == {"small": 1}
