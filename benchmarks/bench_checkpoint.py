@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -65,6 +66,15 @@ def summarize_writes(raw: dict) -> dict:
             "min_ms": min(ms),
             "max_ms": max(ms),
         }
+    # p50 of each block, in the order the blocks ran per kind: shows how much of a difference is drift.
+    offsets = {"raw": 0, "ours": 0}
+    for kind in ("raw", "ours"):
+        out[kind]["block_p50_ms"] = []
+    for block in raw["blocks"]:
+        kind, n = block["kind"], block["n"]
+        chunk = raw[f"{kind}_ns"][offsets[kind] : offsets[kind] + n]
+        offsets[kind] += n
+        out[kind]["block_p50_ms"].append(percentile([ns / 1e6 for ns in chunk], 50))
     out["ratio"] = {
         "p50": out["ours"]["p50_ms"] / out["raw"]["p50_ms"],
         "p99": out["ours"]["p99_ms"] / out["raw"]["p99_ms"],
@@ -120,6 +130,9 @@ def render(summary: dict) -> str:
         )
     r = w["ratio"]
     lines.append(f"   {'ratio ours/raw':34}{r['p50']:8.2f}x{'':9}{r['p99']:8.2f}x{r['mean']:8.2f}x")
+    for kind, label in (("raw", "raw"), ("ours", "ours")):
+        per = ", ".join(f"{x:.2f}" for x in w[kind]["block_p50_ms"])
+        lines.append(f"   p50 ms per block in run order, {label:4}  {per}")
     lines.append(
         f"   (ours writes the whole checkpoint document, {meta['ours_document_bytes']} bytes, vs the raw "
         f"value, {meta['raw_value_bytes']} bytes; ours made {meta['ours_store_writes']} store writes for "
@@ -169,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --writes >= --blocks, --repeats >= 1 and --items >= 1")
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t_start = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-checkpoint-"))
+    # Importing the package imports Airflow (airflow_resilience.errors subclasses Airflow's exceptions),
+    # which reads and may create files under AIRFLOW_HOME. Point this process at a scratch home so the
+    # user's own AIRFLOW_HOME is never touched; the harness gives its processes their own home anyway.
+    os.environ["AIRFLOW_HOME"] = str(workdir / "client-home")
     # Imported here so that --help works without the package's test extras.
     from airflow_resilience.testing.harness import AirflowEnvironment
 
-    t_start = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-checkpoint-"))
     raw_path = workdir / "raw.json"
     conf = {
         "out": str(raw_path),
@@ -260,11 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2))
     print(f"full result written to {args.output}")
-    try:
-        raw_path.unlink()
-        workdir.rmdir()
-    except OSError:
-        pass
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

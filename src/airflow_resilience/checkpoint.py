@@ -31,7 +31,7 @@ Fencing
 Each attempt writes its own document key, and only the current attempt may write at all: Airflow's
 execution API refuses state-store writes from a task instance id that is no longer current (a new try
 gets a new id), and this class reports the refusal as :class:`StaleAttemptError` instead of dropping it
-silently (``task_state_store.set`` ignores the refusal). A late write of a zombie attempt therefore never
+silently (``task_state_store.set`` raises a bare ``AirflowRuntimeError: API_SERVER_ERROR``). A late write of a zombie attempt therefore never
 overwrites a newer attempt's progress.
 """
 
@@ -118,6 +118,7 @@ class Checkpoint:
         self._head_written = False
         self._last_flush = clock()
         self._flush_soon = False
+        self._fenced: StaleAttemptError | None = None
         self.writes = 0
 
         head_raw = store.get(HEAD_KEY)
@@ -237,6 +238,11 @@ class Checkpoint:
         return self._attempt
 
     @property
+    def fenced(self) -> bool:
+        """True once a write was refused because a newer attempt took over."""
+        return self._fenced is not None
+
+    @property
     def generation(self) -> int:
         return self._generation
 
@@ -331,11 +337,17 @@ class Checkpoint:
     def flush(self) -> None:
         """Write what is pending now. Raises :class:`StaleAttemptError` when a newer attempt took over."""
         with self._lock:
+            if self._fenced is not None:
+                raise StaleAttemptError(str(self._fenced))
             if not self._dirty and self._head_written:
                 return
             document = self._document()
             key = doc_key(self._attempt.try_number)
-            self._store.set(key, document)
+            try:
+                self._store.set(key, document)
+            except StaleAttemptError as exc:
+                self._fenced = exc
+                raise
             self.writes += 1
             if not self._head_written:
                 head = Head(

@@ -19,8 +19,12 @@ class _CheckpointListener:
         runtime = sys.modules.get("airflow_resilience.airflow.runtime")
         if runtime is None:  # no checkpoint was opened in this process
             return
+        from airflow_resilience.errors import StaleAttemptError
+
         try:
             runtime.flush_open_checkpoints()
+        except StaleAttemptError as exc:
+            log.info("airflow-resilience: nothing written at task end, this attempt was superseded: %s", exc)
         except Exception:  # a listener must not change the task's outcome
             log.exception("airflow-resilience: could not write the checkpoint at task end")
 

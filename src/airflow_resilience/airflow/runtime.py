@@ -102,4 +102,5 @@ def _hook_sigterm() -> None:
 def flush_open_checkpoints() -> None:
     """Write pending checkpoint progress (called by the listener when the task ends)."""
     for ckpt in list(_open_checkpoints):
-        ckpt.flush()
+        if not ckpt.fenced:
+            ckpt.flush()

@@ -1,16 +1,16 @@
 """Airflow's task state store (AIP-103) as a :class:`~airflow_resilience.store.CheckpointStore`.
 
-It sends the same supervisor messages as ``context["task_state_store"]`` but reads the answers:
-``TaskStateStoreAccessor.set`` ignores an error response, so a write refused by the API server (for
-example from an attempt whose task instance id is no longer current) would be dropped silently. Here a
-refusal with 401/403/404/409 becomes :class:`StaleAttemptError` and anything else
-:class:`CheckpointStoreError`.
+It sends the same supervisor messages as ``context["task_state_store"]`` and translates the answers: a
+write refused by the API server because this attempt's task instance id is no longer current (a newer try
+got a new id) surfaces from the Task SDK as a generic ``AirflowRuntimeError: API_SERVER_ERROR ... 404``;
+here a refusal with 401/403/404/409 becomes :class:`StaleAttemptError`, which says what happened, and
+anything else :class:`CheckpointStoreError`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from airflow_resilience.errors import CheckpointStoreError, StaleAttemptError
@@ -26,17 +26,24 @@ class TaskStateStore:
         self.max_value_bytes = max_value_bytes
         self._retention_days = retention_days
 
-    @staticmethod
-    def _comms():
+    def _send(self, key: str, what: str, msg: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowRuntimeError
+        from airflow.sdk.execution_time.comms import ErrorResponse
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
-        return SUPERVISOR_COMMS
+        try:
+            resp = SUPERVISOR_COMMS.send(msg)
+        except AirflowRuntimeError as exc:
+            self._raise(key, what, exc.error)
+        if isinstance(resp, ErrorResponse) and what != "read":
+            self._raise(key, what, resp)
+        return resp
 
     def get(self, key: str) -> Any | None:
         from airflow.sdk.exceptions import ErrorType
         from airflow.sdk.execution_time.comms import ErrorResponse, GetTaskStateStore
 
-        resp = self._comms().send(GetTaskStateStore(ti_id=self._ti_id, key=key))
+        resp = self._send(key, "read", GetTaskStateStore(ti_id=self._ti_id, key=key))
         if isinstance(resp, ErrorResponse):
             if resp.error == ErrorType.TASK_STORE_NOT_FOUND:
                 return None
@@ -44,25 +51,19 @@ class TaskStateStore:
         return resp.value
 
     def set(self, key: str, value: Any) -> None:
-        from airflow.sdk.execution_time.comms import ErrorResponse, SetTaskStateStore
+        from airflow.sdk.execution_time.comms import SetTaskStateStore
 
         expires_at = None
         if self._retention_days > 0:
             expires_at = datetime.now(tz=timezone.utc) + timedelta(days=self._retention_days)
-        resp = self._comms().send(
-            SetTaskStateStore(ti_id=self._ti_id, key=key, value=value, expires_at=expires_at)
-        )
-        if isinstance(resp, ErrorResponse):
-            self._raise(key, "write", resp)
+        self._send(key, "write", SetTaskStateStore(ti_id=self._ti_id, key=key, value=value, expires_at=expires_at))
 
     def delete(self, key: str) -> None:
-        from airflow.sdk.execution_time.comms import DeleteTaskStateStore, ErrorResponse
+        from airflow.sdk.execution_time.comms import DeleteTaskStateStore
 
-        resp = self._comms().send(DeleteTaskStateStore(ti_id=self._ti_id, key=key))
-        if isinstance(resp, ErrorResponse):
-            self._raise(key, "delete", resp)
+        self._send(key, "delete", DeleteTaskStateStore(ti_id=self._ti_id, key=key))
 
-    def _raise(self, key: str, what: str, resp: Any) -> None:
+    def _raise(self, key: str, what: str, resp: Any) -> NoReturn:
         detail = resp.detail if isinstance(resp.detail, dict) else {}
         status = detail.get("status_code")
         if status in _FENCED_STATUS:
