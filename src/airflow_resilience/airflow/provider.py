@@ -22,6 +22,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Airflow Resilience",
         "description": "Checkpoints, resumable work and disruption drills for Apache Airflow.",
         "versions": [__version__],
+        "cli": ["airflow_resilience.airflow.cli.get_cli_commands"],
         "config": {
             SECTION: {
                 "description": "Settings of airflow-resilience (checkpoints, budgets, drills).",
