@@ -46,19 +46,19 @@ def main() -> int:
         for dag_id in ("load_stock", "load_resumable"):
             marks = work / f"{dag_id}.jsonl"
             conf = {"marks": str(marks), "parts": args.parts, "seconds": args.seconds}
-            runs[dag_id] = (af.trigger(dag_id, conf=conf), marks, time.monotonic())
+            runs[dag_id] = (af.trigger(dag_id, conf=conf), marks)
         killed_at = {}
         pending = set(runs)
         while pending:
             for dag_id in list(pending):
-                run_id, marks, _t0 = runs[dag_id]
+                run_id, marks = runs[dag_id]
                 if len([m for m in read_marks(marks) if m["t"] == 1]) >= kill_at:
                     pid = af.signal_runner(dag_id, run_id, "load", signal.SIGKILL)
-                    killed_at[dag_id] = time.monotonic()
+                    killed_at[dag_id] = time.time()
                     print(f"  {dag_id}: SIGKILL task runner (pid {pid}) after {kill_at} of {args.parts} partitions")
                     pending.discard(dag_id)
             time.sleep(0.05)
-        for dag_id, (run_id, marks, t0) in runs.items():
+        for dag_id, (run_id, marks) in runs.items():
             state = af.wait_for_run(dag_id, run_id, timeout=300)
             tries = af.try_history(dag_id, run_id, "load")
             done = read_marks(marks)
@@ -72,10 +72,8 @@ def main() -> int:
                 "partitions_copied": len(done),
                 "partitions_redone": redone,
                 "seconds_redone": round(redone * args.seconds, 1),
-                "trigger_to_finish_s": round(max(t.end_date for t in tries).timestamp() - min(t.start_date for t in tries).timestamp(), 1),
-                "next_attempt_started_after_kill_s": round(
-                    tries[-1].start_date.timestamp() - (time.time() - (time.monotonic() - killed_at[dag_id])), 1
-                ),
+                "first_start_to_finish_s": round((tries[-1].end_date - tries[0].start_date).total_seconds(), 1),
+                "next_attempt_started_after_kill_s": round(tries[-1].start_date.timestamp() - killed_at[dag_id], 1),
             }
     finally:
         af.stop()
@@ -87,7 +85,7 @@ def main() -> int:
         ("partitions copied", "partitions_copied"),
         ("partitions redone", "partitions_redone"),
         ("seconds of work redone", "seconds_redone"),
-        ("first start -> finish (s)", "trigger_to_finish_s"),
+        ("first start -> finish (s)", "first_start_to_finish_s"),
         ("kill -> next attempt running (s)", "next_attempt_started_after_kill_s"),
     ]
     print()

@@ -17,7 +17,7 @@ results are written as soon as the step returns. ``set()`` and ``iterate()`` pro
 once by default (``flush_interval=0``); with a positive ``flush_interval`` they are batched and written at
 most that many seconds apart, at the end of an ``iterate`` loop, when the loop body raises, on
 ``flush()``, when the task ends (the plugin's listener flushes), and at the first item boundary after a
-SIGTERM.
+SIGTERM (and at every boundary after it: the process is being stopped).
 
 Known limitation — what a hard kill loses
 -----------------------------------------
@@ -331,7 +331,10 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ writing
     def request_flush(self) -> None:
-        """Ask for a write at the next item boundary (safe to call from a signal handler: no I/O)."""
+        """Switch to writing at every item boundary from now on (the process is being stopped).
+
+        Safe to call from a signal handler: it does no I/O, the next boundary writes.
+        """
         self._flush_soon = True
 
     def flush(self) -> None:
@@ -364,7 +367,6 @@ class Checkpoint:
                     self._store.delete(self._previous_doc)
                     self._previous_doc = None
             self._dirty = False
-            self._flush_soon = False
             self._last_flush = self._clock()
 
     def _maybe_flush(self, interval: float | None = None) -> None:

@@ -138,3 +138,52 @@ def test_corrupt_saved_state_fails_loudly_and_is_left_untouched(airflow_env):
     rows = af.sql("SELECT value FROM task_state_store WHERE run_id = :r AND key = :k", r=run_id, k=HEAD_KEY)
     assert rows == [(damaged,)]
     assert af.state_store(dag, run_id, "work")[doc_key(1)]["values"] == {"small": 1}
+
+
+def test_cli_show_and_reset(airflow_env, marks):
+    import json
+
+    af = airflow_env
+    run_id = af.trigger(DAG, conf={"marks": str(marks.path), "steps": 3, "delay": 0.01})
+    assert af.wait_for_run(DAG, run_id) == "success"
+    shown = json.loads(af.airflow("resilience", "checkpoint", "show", DAG, run_id, "work").stdout)
+    assert shown[HEAD_KEY]["try_number"] == 1
+    assert shown[doc_key(1)]["loops"]["items"]["done"] == 3
+
+    out = af.airflow("resilience", "checkpoint", "reset", DAG, run_id, "work", "--yes").stdout
+    assert "deleted 2 checkpoint keys" in out
+    assert af.state_store(DAG, run_id, "work") == {}
+    audit = af.sql("SELECT extra FROM log WHERE event = 'cli_resilience_checkpoint_reset' AND run_id = :r", r=run_id)
+    assert sorted(json.loads(audit[0][0])["deleted_keys"]) == sorted([HEAD_KEY, doc_key(1)])
+    missing = af.airflow("resilience", "checkpoint", "show", DAG, run_id, "work", check=False)
+    assert missing.returncode == 1 and "no checkpoint" in missing.stderr
+
+
+def test_batched_progress_is_written_on_sigterm_and_at_task_end(airflow_env, marks):
+    """With writes batched (flush_interval=1h: never by time), a SIGTERM makes the next item boundary
+    write, so a SIGKILL that follows (an eviction's grace period running out) loses nothing finished;
+    and the task-end listener writes what is pending when the task succeeds."""
+    af = airflow_env
+    conf = {"marks": str(marks.path), "steps": 40, "delay": 0.2, "flush_interval": 3600}
+    run_id = af.trigger(DAG, conf=conf)
+    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 10)
+    af.wait_for_task(DAG, run_id, "work", {"running"}, try_number=1)
+    assert af.state_store(DAG, run_id, "work")[doc_key(1)]["loops"] == {}  # nothing written by time
+    af.signal_runner(DAG, run_id, "work", signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    done_at_kill = 0
+    while time.monotonic() < deadline and not done_at_kill:
+        doc = af.state_store(DAG, run_id, "work").get(doc_key(1), {})
+        done_at_kill = doc.get("loops", {}).get("items", {}).get("done", 0)
+        time.sleep(0.05)
+    assert done_at_kill >= 11
+    af.signal_runner(DAG, run_id, "work", signal.SIGKILL)
+    assert af.wait_for_run(DAG, run_id, timeout=180) == "success"
+
+    ended_1 = {e["i"] for e in marks.of("item-end", 1)}
+    started_2 = [e["i"] for e in marks.of("item-start", 2)]
+    assert started_2[0] == done_at_kill
+    assert len(ended_1 & set(started_2)) <= 1  # at most the item finished between the write and the kill
+    saved = af.state_store(DAG, run_id, "work")
+    assert saved[doc_key(2)]["values"]["finished_by"] == 2
+    assert saved[doc_key(2)]["loops"]["items"] == {"done": 40, "complete": True}

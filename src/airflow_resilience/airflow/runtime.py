@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from airflow_resilience.checkpoint import Checkpoint
 
 _open_checkpoints: weakref.WeakSet[Checkpoint] = weakref.WeakSet()
-_sigterm_hooked = False
 
 
 def settings() -> Settings:
@@ -84,10 +83,11 @@ def _hook_sigterm() -> None:
 
     The handler does no I/O (the main thread may be inside a supervisor request); it only sets a flag.
     """
-    global _sigterm_hooked
-    if _sigterm_hooked or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         return
     previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "_airflow_resilience", False):
+        return  # already chained in front of the task runner's handler
 
     def on_term(signum, frame):
         for ckpt in list(_open_checkpoints):
@@ -95,8 +95,8 @@ def _hook_sigterm() -> None:
         if callable(previous):
             previous(signum, frame)
 
+    on_term._airflow_resilience = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, on_term)
-    _sigterm_hooked = True
 
 
 def flush_open_checkpoints() -> None:

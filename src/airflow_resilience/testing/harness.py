@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,8 @@ class TaskInstanceRow:
     pid: int | None
     hostname: str | None
     id: str
-    start_date: Any = None
-    end_date: Any = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
     retry_reason: str | None = None
 
 
@@ -499,6 +500,15 @@ class AirflowEnvironment:
             return [] if write or not result.returns_rows else [tuple(r) for r in result]
 
 
+def _when(value: Any) -> datetime | None:
+    """Timestamps come back as datetimes from PostgreSQL and as text from SQLite: make them UTC datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
 def _row(r: tuple) -> TaskInstanceRow:
     return TaskInstanceRow(
         dag_id=r[0],
@@ -511,8 +521,8 @@ def _row(r: tuple) -> TaskInstanceRow:
         pid=r[7],
         hostname=r[8],
         id=str(r[9]),
-        start_date=r[10],
-        end_date=r[11],
+        start_date=_when(r[10]),
+        end_date=_when(r[11]),
         retry_reason=r[12],
     )
 

@@ -36,7 +36,7 @@ def ckpt_steps():
         try_number = ctx["ti"].try_number
         steps = int(conf.get("steps", 60))
         delay = float(conf.get("delay", 0.2))
-        ckpt = Checkpoint.current(keep_on_clear=conf.get("keep_on_clear"))
+        ckpt = Checkpoint.current(keep_on_clear=conf.get("keep_on_clear"), flush_interval=conf.get("flush_interval"))
 
         def provision():
             mark(marks, t=try_number, ev="step-computed")
@@ -49,6 +49,7 @@ def ckpt_steps():
             mark(marks, t=try_number, ev="item-start", i=i)
             time.sleep(delay)
             mark(marks, t=try_number, ev="item-end", i=i)
+        ckpt.set("finished_by", try_number)  # batched runs: only the task-end listener writes this
         return {"cluster": cluster["cluster"], "done": ckpt.done_items("items")}
 
     work()
