@@ -160,6 +160,11 @@ def render(summary: dict) -> str:
         per = ", ".join(f"{x:+.1f}%" for x in lp[name]["slowdown_pct_per_repeat"])
         lines.append(f"   slowdown {label} per repeat vs (a) of the same repeat: {per}")
     lines.append("")
+    lw, ll = meta["load1_writes"], meta["load1_loops"]
+    lines.append(
+        f"Host 1-min load average ({meta['cpus']} CPUs; this benchmark's own Airflow included): "
+        f"part 1 {min(lw):.2f}-{max(lw):.2f}, part 2 {min(ll):.2f}-{max(ll):.2f}"
+    )
     lines.append(
         f"Airflow boot {meta['boot_seconds']:.1f}s, task {meta['task_seconds']:.1f}s, "
         f"run {meta['run_seconds']:.1f}s, total {meta['total_seconds']:.1f}s"
@@ -256,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
             "ours_document_bytes": raw["writes"]["ours_document_bytes"],
             "raw_value_bytes": raw["writes"]["raw_value_bytes"],
             "ours_store_writes": raw["writes"]["ours_store_writes"],
+            "load1_writes": [raw["writes"]["load1_before"]]
+            + [b["load1"] for b in raw["writes"]["blocks"]],
+            "load1_loops": [row["load1"] for row in raw["loops"]],
             "boot_seconds": boot,
             "run_seconds": run_seconds,
             "task_seconds": raw["task_seconds"],

@@ -89,6 +89,7 @@ def bench_checkpoint():
 
         calls = {"raw": raw_call, "ours": our_call}
         # Warm-up (also writes the checkpoint head once, so it is not in the measured samples).
+        load_before = os.getloadavg()[0]
         for _ in range(warmup):
             raw_call()
             our_call()
@@ -102,13 +103,17 @@ def bench_checkpoint():
                 n = per_block if b < blocks - 1 else writes - per_block * (blocks - 1)
                 chunk = [calls[kind]() for _ in range(n)]
                 samples[kind].extend(chunk)
-                block_log.append({"block": b, "kind": kind, "n": n, "sum_ns": sum(chunk)})
+                block_log.append(
+                    {"block": b, "kind": kind, "n": n, "sum_ns": sum(chunk), "load1": os.getloadavg()[0]}
+                )
         result["writes"] = {
             "raw_ns": samples["raw"],
             "ours_ns": samples["ours"],
             "blocks": block_log,
             "ours_store_writes": ckpt.writes - writes_before,
             "last_counter": counter,
+            "load1_before": load_before,
+            "load1_after": os.getloadavg()[0],
             "ours_document_bytes": len(json.dumps(ckpt._document())),
             "raw_value_bytes": len(json.dumps({"counter": counter, "tag": "bench"})),
         }
@@ -140,7 +145,15 @@ def bench_checkpoint():
                 t0 = time.perf_counter_ns()
                 store_writes = variants[name](r)
                 wall = time.perf_counter_ns() - t0
-                loops.append({"repeat": r, "variant": name, "wall_ns": wall, "store_writes": store_writes})
+                loops.append(
+                    {
+                        "repeat": r,
+                        "variant": name,
+                        "wall_ns": wall,
+                        "store_writes": store_writes,
+                        "load1": os.getloadavg()[0],
+                    }
+                )
         result["loops"] = loops
         result["final_document_bytes"] = len(json.dumps(ckpt._document()))
         result["task_seconds"] = time.perf_counter() - t_task

@@ -54,6 +54,7 @@ from airflow_resilience.errors import (
     StaleAttemptError,
 )
 from airflow_resilience.jsonvalue import check_json, encoded_size
+from airflow_resilience.ledger import LEDGER_KEY, Ledger
 from airflow_resilience.store import CheckpointStore
 
 T = TypeVar("T")
@@ -119,6 +120,7 @@ class Checkpoint:
         self._last_flush = clock()
         self._flush_soon = False
         self._fenced: StaleAttemptError | None = None
+        self._ledger: Ledger | None = None
         self.writes = 0
 
         head_raw = store.get(HEAD_KEY)
@@ -247,9 +249,20 @@ class Checkpoint:
         return self._generation
 
     @property
-    def context(self) -> list[dict[str, Any]]:
+    def attempts(self) -> list[dict[str, Any]]:
         """Attempts of this task instance that used the checkpoint (oldest first), this one last."""
         return [dict(a) for a in self._attempts]
+
+    @property
+    def context(self) -> Ledger:
+        """The ledger: the earlier failed attempts of this task instance with their causes and evidence.
+
+        Read once per attempt (the attempt-start hook has already recorded a silent death of the
+        previous try when the task body runs).
+        """
+        if self._ledger is None:
+            self._ledger = Ledger.from_json(self._store.get(LEDGER_KEY))
+        return self._ledger
 
     def get(self, key: str, default: Any = None) -> Any:
         """The saved value of ``key`` (from this or an earlier attempt), or ``default``."""

@@ -19,6 +19,11 @@ class Settings:
 
     checkpoint_flush_interval: float = 0.0
     checkpoint_keep_on_clear: bool = False
+    enabled: bool = True
+    infra_retries: int = 3
+    breaker_threshold: int = 3
+    drain_on_sigterm: bool = True
+    lost_worker_check_interval: float = 2.0
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}
@@ -36,6 +41,14 @@ def _parse(option: str, kind: str, raw: str) -> object:
         if value < 0 or value != value:
             raise ConfigurationError(f"{where}: must be >= 0")
         return value
+    if kind == "integer":
+        try:
+            number = int(text)
+        except ValueError:
+            raise ConfigurationError(f"{where}: expected a whole number, e.g. 3") from None
+        if number < 0:
+            raise ConfigurationError(f"{where}: must be >= 0")
+        return number
     if kind == "boolean":
         if text.lower() in _TRUE:
             return True
@@ -51,4 +64,10 @@ def load_settings(get: Callable[[str], str | None]) -> Settings:
     for option, (kind, default, _doc) in OPTIONS.items():
         raw = get(option)
         values[option] = _parse(option, kind, default if raw is None else raw)
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.breaker_threshold < 1:
+        raise ConfigurationError(
+            f"[{SECTION}] breaker_threshold = {settings.breaker_threshold}: must be >= 1 "
+            "(1 refuses every infrastructure retry; use infra_retries = 0 to disable grants)"
+        )
+    return settings

@@ -20,4 +20,39 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "Keep checkpoints when a user clears a task instance. By default clear means rerun: the next "
         "attempt starts with no checkpoint. A task can opt out with Checkpoint.current(keep_on_clear=True).",
     ),
+    "enabled": (
+        "boolean",
+        "True",
+        "Master switch of infrastructure-aware execution (cause classification, infra budget, SIGTERM "
+        "drain, lost-worker detection). False gives stock Airflow behaviour (used by drills to compare); "
+        "checkpoints keep working either way.",
+    ),
+    "infra_retries": (
+        "integer",
+        "3",
+        "Attempts that infrastructure failures (lost worker, killed runner, OOM kill, eviction, spot "
+        "interruption) may add to a task instance, on top of its retries. Per task: "
+        "retry_policy=InfraRetryPolicy(infra_retries=N). 0 disables grants.",
+    ),
+    "breaker_threshold": (
+        "integer",
+        "3",
+        "Circuit breaker: when the same infrastructure reason ends this many attempts in a row, that "
+        "failure is not granted and the task fails with a message naming the breaker.",
+    ),
+    "drain_on_sigterm": (
+        "boolean",
+        "True",
+        "On SIGTERM to a running task (eviction, node drain, worker shutdown), write its checkpoint and hand "
+        "the task instance back to Airflow as up_for_reschedule: the next attempt starts within seconds and "
+        "no retry is spent. A SIGTERM caused by a user marking the task failed/success is not drained.",
+    ),
+    "lost_worker_check_interval": (
+        "float",
+        "2",
+        "Seconds between checks, in the scheduler, of the supervisors of running tasks on the scheduler's "
+        "own host (LocalExecutor). A dead supervisor is reported to the scheduler at once instead of after "
+        "[scheduler] task_instance_heartbeat_timeout. 0 disables the check.",
+    ),
 }
+

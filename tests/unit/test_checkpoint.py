@@ -70,7 +70,8 @@ def test_get_set_survive_retry() -> None:
     assert ckpt2.get("cursor") == {"page": 7}
     assert ckpt2.resumption.plan is Plan.RESUME
     assert ckpt2.resumption.from_try == 1
-    assert [a["try_number"] for a in ckpt2.context] == [1, 2]
+    assert [a["try_number"] for a in ckpt2.attempts] == [1, 2]
+    assert ckpt2.context.attempts == ()  # no failure recorded in the ledger
 
 
 def test_loop_body_error_keeps_progress_and_redoes_failed_item() -> None:
@@ -241,3 +242,16 @@ def test_current_outside_a_task_says_what_to_do() -> None:
 
     with pytest.raises(NoTaskContextError, match="CheckpointEnvironment"):
         Checkpoint.current()
+
+
+def test_context_is_the_ledger() -> None:
+    from airflow_resilience.causes import FailureCause, FailureKind, Reason
+    from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
+
+    env = CheckpointEnvironment(retries=1)
+    env.new_checkpoint().set("v", 1)
+    cause = FailureCause(FailureKind.INFRASTRUCTURE, Reason.WORKER_LOST, "the worker running the task is gone")
+    env.store.start_attempt(2).set(LEDGER_KEY, Ledger((AttemptRecord(1, cause, "grant"),)).to_json())
+    env.try_number = 1
+    ckpt = env.new_checkpoint()
+    assert [(r.try_number, r.cause.reason, r.verdict) for r in ckpt.context.attempts] == [(1, Reason.WORKER_LOST, "grant")]

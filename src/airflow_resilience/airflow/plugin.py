@@ -34,7 +34,34 @@ class _CheckpointListener:
 
     @hookimpl
     def on_task_instance_failed(self, previous_state, task_instance, error):
+        if type(task_instance).__module__ == "airflow.models.taskinstance":
+            # The ORM task instance: the scheduler is failing it itself (heartbeat timeout, executor
+            # report of a task that was still running): the worker died without a word.
+            try:
+                from airflow_resilience.airflow.scheduler import on_server_side_failure
+
+                on_server_side_failure(task_instance, error)
+            except Exception:  # a listener must never break the scheduler loop
+                log.exception("airflow-resilience: could not classify a scheduler-side failure")
+            return
         self._flush()
+
+    @hookimpl
+    def on_starting(self, component):
+        if getattr(component, "job_type", None) == "SchedulerJob":
+            try:
+                from airflow_resilience.airflow.scheduler import start_detector
+
+                start_detector()
+            except Exception:
+                log.exception("airflow-resilience: could not start the lost-worker detector")
+
+    @hookimpl
+    def before_stopping(self, component):
+        if getattr(component, "job_type", None) == "SchedulerJob":
+            from airflow_resilience.airflow.scheduler import stop_detector
+
+            stop_detector()
 
 
 class ResiliencePlugin(AirflowPlugin):

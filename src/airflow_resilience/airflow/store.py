@@ -31,10 +31,16 @@ class TaskStateStore:
         from airflow.sdk.execution_time.comms import ErrorResponse
         from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
+        from airflow_resilience.airflow.execution import store_call_finished, store_call_started
+
+        # A SIGTERM drain that arrives during the call is raised when it returns, never mid-request.
+        store_call_started()
         try:
             resp = SUPERVISOR_COMMS.send(msg)
         except AirflowRuntimeError as exc:
             self._raise(key, what, exc.error)
+        finally:
+            store_call_finished()
         if isinstance(resp, ErrorResponse) and what != "read":
             self._raise(key, what, resp)
         return resp

@@ -1,0 +1,279 @@
+"""Infrastructure-aware execution in the task runner: attempt start, SIGTERM drain, silent deaths.
+
+Installed on every task by the task policy (:mod:`airflow_resilience.airflow.policy`):
+
+* ``pre_execute`` -> :func:`on_attempt_start`: records this attempt (pids, host, cgroup OOM counter) in
+  the state store; if the *previous* try ended without a word from its runner (killed by a signal or the
+  OOM killer — its supervisor reported the failure), classifies it, asks the budget, and records it in
+  the ledger; an exhausted budget fails the task here, with the message.
+* ``execute`` -> wrapped by :func:`wrap_execute`: a SIGTERM raises :class:`DrainRequested` in the main
+  thread; the wrapper writes the checkpoint, checks with the API server that the task instance is still
+  ``running`` (a user marking it failed/success also ends in SIGTERM: that is ``manual`` and is not
+  drained), records the drain in the ledger and raises ``AirflowRescheduleException`` so Airflow puts the
+  task instance in ``up_for_reschedule`` without spending a try.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_resilience.budget import Verdict, decide
+from airflow_resilience.causes import Evidence, FailureCause, classify
+from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_KEY = "resilience:attempt"
+#: Ledger verdicts that end a try (a ``drain`` does not: the same try continues after the reschedule).
+ENDING_VERDICTS = frozenset({"grant", "stock", "exhausted", "manual"})
+EVIDENCE_KEY = "resilience:evidence"
+
+
+class DrainRequested(BaseException):
+    """Raised in the task's main thread by the SIGTERM handler (a BaseException: user code's
+    ``except Exception`` must not swallow it)."""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def runner_store(ti: Any):
+    from airflow.sdk.configuration import conf
+
+    from airflow_resilience.airflow.store import TaskStateStore
+
+    return TaskStateStore(
+        ti.id,
+        max_value_bytes=conf.getint("state_store", "max_value_storage_bytes", fallback=65535),
+        retention_days=conf.getint("state_store", "default_retention_days", fallback=0),
+    )
+
+
+def attempt_had_checkpoint(store: Any, try_number: int) -> bool:
+    from airflow_resilience.attempt import HEAD_KEY
+
+    try:
+        head = store.get(HEAD_KEY)
+    except Exception:
+        return False
+    return isinstance(head, dict) and head.get("try_number") == try_number
+
+
+def metric(name: str, cause: FailureCause, **tags: str) -> None:
+    """``resilience.<name>`` counter with ``kind``/``reason`` tags (never raises)."""
+    try:
+        from airflow.sdk.observability.stats import Stats
+
+        Stats.incr(f"resilience.{name}", tags={"kind": cause.kind.value, "reason": cause.reason.value, **tags})
+    except Exception:  # metrics must never change a task's outcome
+        log.debug("metric resilience.%s not emitted", name, exc_info=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _oom_kills() -> int | None:
+    try:
+        from airflow_resilience.signals.cgroup import read_oom_kills
+
+        return read_oom_kills()
+    except Exception:
+        return None
+
+
+def _budget_for(task: Any):
+    from airflow_resilience.airflow.runtime import settings
+    from airflow_resilience.budget import BudgetPolicy
+
+    cfg = settings()
+    defaults = BudgetPolicy(infra_retries=cfg.infra_retries, breaker_threshold=cfg.breaker_threshold)
+    policy = getattr(task, "retry_policy", None)
+    return policy.budget(defaults) if hasattr(policy, "budget") else defaults
+
+
+# ---------------------------------------------------------------------------------------------- start
+def on_attempt_start(task: Any, context: Any) -> None:
+    """``pre_execute`` of every task: classify a silent death of the previous try, record this one."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_resilience.airflow.runtime import settings
+
+    ti = context["ti"]
+    store = runner_store(ti)
+    ledger = Ledger.from_json(store.get(LEDGER_KEY))
+    previous = store.get(ATTEMPT_KEY)
+    try_number = int(ti.try_number)
+    if isinstance(previous, dict) and int(previous.get("try_number", try_number)) < try_number:
+        prev_try = int(previous["try_number"])
+        if not any(r.try_number == prev_try and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
+            before, after = previous.get("oom_kills"), _oom_kills()
+            oom = after - before if isinstance(before, int) and isinstance(after, int) and after > before else None
+            evidence = Evidence(
+                exit_signal=signal.SIGKILL,
+                oom_kills=oom,
+                notes=(("runner", "the previous attempt's runner left no exit record; its supervisor reported the failure"),),
+            )
+            cause = classify(evidence)
+            decision = decide(ledger, cause, _budget_for(task))
+            ledger = ledger.append(
+                AttemptRecord(prev_try, cause, decision.verdict.value, at=_now(), checkpoint=attempt_had_checkpoint(store, prev_try))
+            )
+            store.set(LEDGER_KEY, ledger.to_json())
+            metric("failures", cause)
+            metric("decisions", cause, verdict=decision.verdict.value)
+            log.warning("airflow-resilience: try %s: %s", prev_try, decision.message)
+            if decision.verdict is Verdict.EXHAUSTED:
+                raise AirflowFailException(decision.message)
+    store.set(
+        ATTEMPT_KEY,
+        {
+            "try_number": try_number,
+            "runner_pid": os.getpid(),
+            "supervisor_pid": os.getppid(),
+            "host": socket.getfqdn(),
+            "started_at": time.time(),
+            "oom_kills": _oom_kills(),
+            "budget": {
+                "infra_retries": (b := _budget_for(task)).infra_retries,
+                "breaker_threshold": b.breaker_threshold,
+            },
+        },
+    )
+    if ledger.attempts:
+        last = ledger.attempts[-1]
+        log.info(
+            "airflow-resilience: attempt %s follows %d recorded failure(s); last: try %s %s/%s (%s)",
+            try_number, len(ledger.attempts), last.try_number, last.cause.kind.value, last.cause.reason.value, last.verdict,
+        )
+    if settings().drain_on_sigterm:
+        install_drain_handler()
+
+
+# ---------------------------------------------------------------------------------------------- drain
+_state = threading.local()
+_drain_pending = False
+_in_store_call = 0
+
+
+def store_call_started() -> None:
+    global _in_store_call
+    _in_store_call += 1
+
+
+def store_call_finished() -> None:
+    """After a state-store call: deliver a drain that arrived during it."""
+    global _in_store_call, _drain_pending
+    _in_store_call -= 1
+    if _in_store_call == 0 and _drain_pending:
+        _drain_pending = False
+        raise DrainRequested()
+
+
+def install_drain_handler() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if getattr(current, "_airflow_resilience_drain", False):
+        return
+
+    def on_term(signum, frame):
+        global _drain_pending
+        from airflow_resilience.airflow import runtime
+
+        for ckpt in list(runtime._open_checkpoints):
+            ckpt.request_flush()
+        if getattr(_state, "draining", False):
+            return
+        _state.draining = True
+        if _in_store_call:
+            _drain_pending = True  # raised when the state-store call in progress returns
+            return
+        raise DrainRequested()
+
+    on_term._airflow_resilience_drain = True  # type: ignore[attr-defined]
+    on_term._airflow_resilience = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _still_running(ti: Any) -> bool | None:
+    try:
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index)
+        state = (states.get(ti.run_id) or {}).get(ti.task_id)
+        return None if state is None else str(state) in {"running", "TaskInstanceState.RUNNING"}
+    except Exception:
+        log.debug("could not read the task instance state", exc_info=True)
+        return None
+
+
+def wrap_execute(task: Any) -> None:
+    original = task.execute
+    if getattr(original, "_airflow_resilience", False):
+        return
+
+    def execute(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        except DrainRequested:
+            context = kwargs.get("context") if "context" in kwargs else (args[0] if args else None)
+            return _drain(task, context)
+
+    execute._airflow_resilience = True  # type: ignore[attr-defined]
+    task.execute = execute
+
+
+def _drain(task: Any, context: Any) -> Any:
+    from airflow.sdk.exceptions import AirflowException, AirflowRescheduleException
+
+    from airflow_resilience.airflow import runtime
+
+    ti = context["ti"]
+    try:
+        runtime.flush_open_checkpoints()
+    except Exception:
+        log.exception("airflow-resilience: could not write the checkpoint while draining")
+    running = _still_running(ti)
+    store = runner_store(ti)
+    if running is False:
+        cause = classify(Evidence(user_marked_state="failed/success", received_signal=signal.SIGTERM))
+        _record(store, ti, cause, "manual")
+        log.warning("airflow-resilience: SIGTERM after a user changed the task state: not drained (manual)")
+        task.on_kill()
+        raise AirflowException("task stopped: a user changed its state while it was running (manual)")
+    cause = classify(_sigterm_evidence())
+    _record(store, ti, cause, "drain")
+    log.warning(
+        "airflow-resilience: drained on SIGTERM (%s/%s): checkpoint written, handing the task back "
+        "as up_for_reschedule (no retry spent)", cause.kind.value, cause.reason.value,
+    )
+    raise AirflowRescheduleException(reschedule_date=datetime.now(timezone.utc))
+
+
+def _sigterm_evidence() -> Evidence:
+    parts: list[dict] = [{"received_signal": signal.SIGTERM}]
+    try:
+        from airflow_resilience.signals import kubernetes
+
+        parts.append(kubernetes.read_pod_disruption())
+    except Exception:
+        pass
+    merged: dict = {}
+    for part in parts:
+        merged.update(part or {})
+    return Evidence(**{k: v for k, v in merged.items() if k in Evidence.__dataclass_fields__})
+
+
+def _record(store: Any, ti: Any, cause: FailureCause, verdict: str) -> None:
+    try:
+        ledger = Ledger.from_json(store.get(LEDGER_KEY))
+        record = AttemptRecord(int(ti.try_number), cause, verdict, at=_now(), checkpoint=attempt_had_checkpoint(store, int(ti.try_number)))
+        store.set(LEDGER_KEY, ledger.append(record).to_json())
+        metric("failures", cause)
+        metric("decisions", cause, verdict=verdict)
+    except Exception:
+        log.exception("airflow-resilience: could not record the %s in the ledger", verdict)

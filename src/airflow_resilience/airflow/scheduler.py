@@ -1,0 +1,227 @@
+"""Infrastructure-aware execution in the scheduler: classify hard losses, notice dead workers fast.
+
+* :func:`on_server_side_failure` runs from the ``on_task_instance_failed`` listener when the scheduler
+  fails a task instance itself (a heartbeat timeout, or the executor reporting a task that was still
+  ``running``): the worker died without a word. It classifies the loss (``worker.lost``, with the
+  lost-worker detector's positive evidence when there is some), asks the budget, writes the ledger, puts
+  the decision in ``task_instance_history.retry_reason``, and fails the task instance when the budget is
+  exhausted (the task policy gave it the tries; the budget decides whether they are used).
+* :class:`LostWorkerDetector` is a thread in the scheduler process. Every
+  ``[resilience] lost_worker_check_interval`` seconds it looks at the running task instances on the
+  scheduler's own host and checks that the supervisor each attempt recorded (PID and start time) is still
+  alive. A dead supervisor is positive evidence of a lost worker: the detector records it, kills an
+  orphaned task runner, and backdates the task instance's heartbeat so the scheduler's own
+  heartbeat-timeout handling takes it at its next check (``task_instance_heartbeat_timeout_detection_interval``)
+  instead of after ``task_instance_heartbeat_timeout`` (300 s stock) — without lowering that timeout for
+  everyone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_resilience.budget import BudgetPolicy, Verdict, decide
+from airflow_resilience.causes import Evidence, classify
+from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
+
+log = logging.getLogger(__name__)
+
+
+def _scope(ti: Any):
+    from airflow._shared.state import TaskScope
+
+    return TaskScope(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index)
+
+
+def _get(backend: Any, scope: Any, key: str, session: Any) -> Any:
+    raw = backend.get(scope, key, session=session)
+    return None if raw is None else json.loads(raw)
+
+
+def _set(backend: Any, scope: Any, key: str, value: Any, session: Any) -> None:
+    backend.set(scope, key, json.dumps(value), session=session)
+
+
+def on_server_side_failure(ti: Any, error: Any) -> None:
+    from sqlalchemy import update
+    from sqlalchemy.orm import object_session
+
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.state import get_state_backend
+    from airflow.utils.state import TaskInstanceState
+
+    from airflow_resilience.airflow.execution import ATTEMPT_KEY, ENDING_VERDICTS, EVIDENCE_KEY, attempt_had_checkpoint, metric
+    from airflow_resilience.airflow.runtime import settings
+
+    cfg = settings()
+    session = object_session(ti)
+    if not cfg.enabled or session is None:
+        return
+    backend = get_state_backend()
+    scope = _scope(ti)
+    try_number = int(ti.try_number)
+    ledger = Ledger.from_json(_get(backend, scope, LEDGER_KEY, session))
+    if any(r.try_number == try_number and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
+        return
+    attempt = _get(backend, scope, ATTEMPT_KEY, session) or {}
+    found = _get(backend, scope, EVIDENCE_KEY, session) or {}
+    if found.get("try_number") == try_number and found.get("worker_lost"):
+        evidence = Evidence(worker_lost=True, notes=(("scheduler", str(found.get("note", ""))),))
+    else:
+        evidence = Evidence(heartbeat_timeout=True, notes=(("scheduler", str(error or "")[:300]),))
+    cause = classify(evidence)
+    budget_raw = attempt.get("budget") if attempt.get("try_number") == try_number else None
+    budget = (
+        BudgetPolicy(**budget_raw)
+        if isinstance(budget_raw, dict)
+        else BudgetPolicy(infra_retries=cfg.infra_retries, breaker_threshold=cfg.breaker_threshold)
+    )
+    decision = decide(ledger, cause, budget)
+
+    class _Store:  # attempt_had_checkpoint reads through a get(key)
+        @staticmethod
+        def get(key: str) -> Any:
+            return _get(backend, scope, key, session)
+
+    record = AttemptRecord(
+        try_number,
+        cause,
+        decision.verdict.value,
+        at=datetime.now(timezone.utc).isoformat(),
+        checkpoint=attempt_had_checkpoint(_Store, try_number),
+    )
+    _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
+    if decision.verdict is Verdict.EXHAUSTED and ti.state == TaskInstanceState.UP_FOR_RETRY:
+        ti.state = TaskInstanceState.FAILED
+    session.execute(
+        update(TaskInstanceHistory)
+        .where(
+            TaskInstanceHistory.dag_id == ti.dag_id,
+            TaskInstanceHistory.run_id == ti.run_id,
+            TaskInstanceHistory.task_id == ti.task_id,
+            TaskInstanceHistory.map_index == ti.map_index,
+            TaskInstanceHistory.try_number == try_number,
+        )
+        .values(retry_reason=decision.message[:500])
+    )
+    metric("failures", cause)
+    metric("decisions", cause, verdict=decision.verdict.value)
+    log.warning("airflow-resilience: %s try %s: %s", ti.key, try_number, decision.message)
+
+
+def _pid_alive(pid: Any, started_before: Any) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        # A PID reused by a newer process is not the process we recorded.
+        return not (isinstance(started_before, (int, float)) and proc.create_time() > started_before + 1)
+    except (psutil.NoSuchProcess, ValueError, TypeError):
+        return False
+
+
+class LostWorkerDetector(threading.Thread):
+    """Scheduler-side check of the supervisors of running tasks on this host (see module docstring)."""
+
+    def __init__(self, interval: float, heartbeat_timeout: float) -> None:
+        super().__init__(name="airflow-resilience-lost-worker-detector", daemon=True)
+        self.interval = interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.check()
+            except Exception:
+                log.exception("airflow-resilience: lost-worker check failed")
+
+    def check(self) -> int:
+        """One pass; returns how many lost workers were reported."""
+        import os
+        import signal
+
+        from sqlalchemy import select
+
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.state import get_state_backend
+        from airflow.utils.net import get_hostname
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        from airflow_resilience.airflow.execution import ATTEMPT_KEY, EVIDENCE_KEY
+
+        host = get_hostname()
+        backend = get_state_backend()
+        found = 0
+        with create_session() as session:
+            running = session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.state == TaskInstanceState.RUNNING, TaskInstance.hostname == host
+                )
+            ).all()
+            for ti in running:
+                scope = _scope(ti)
+                attempt = _get(backend, scope, ATTEMPT_KEY, session)
+                if not isinstance(attempt, dict) or attempt.get("try_number") != ti.try_number:
+                    continue
+                started = attempt.get("started_at")
+                supervisor, runner = attempt.get("supervisor_pid"), attempt.get("runner_pid")
+                if _pid_alive(supervisor, started):
+                    continue
+                runner_alive = _pid_alive(runner, started)
+                if runner_alive:
+                    try:  # an orphaned runner has nobody to report to; stop it before the next attempt
+                        os.kill(int(runner), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError, ValueError, TypeError):
+                        pass
+                note = (
+                    f"supervisor pid {supervisor} on {host} is gone; task runner pid {runner} "
+                    + ("was orphaned and has been killed" if runner_alive else "is gone")
+                )
+                _set(
+                    backend,
+                    scope,
+                    EVIDENCE_KEY,
+                    {"try_number": ti.try_number, "worker_lost": True, "note": note, "detected_at": time.time()},
+                    session,
+                )
+                ti.last_heartbeat_at = datetime.now(timezone.utc) - timedelta(seconds=self.heartbeat_timeout + 60)
+                log.warning("airflow-resilience: lost worker for %s: %s", ti.key, note)
+                found += 1
+        return found
+
+
+_detector: LostWorkerDetector | None = None
+
+
+def start_detector() -> None:
+    global _detector
+    from airflow.configuration import conf
+
+    from airflow_resilience.airflow.runtime import settings
+
+    cfg = settings()
+    if not cfg.enabled or cfg.lost_worker_check_interval <= 0 or _detector is not None:
+        return
+    timeout = conf.getfloat("scheduler", "task_instance_heartbeat_timeout", fallback=300)
+    _detector = LostWorkerDetector(cfg.lost_worker_check_interval, timeout)
+    _detector.start()
+    log.info("airflow-resilience: lost-worker detector started (every %ss)", cfg.lost_worker_check_interval)
+
+
+def stop_detector() -> None:
+    global _detector
+    if _detector is not None:
+        _detector.stop()
+        _detector = None
