@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Checkpoint", "__version__"]
+__all__ = ["Checkpoint", "InfraRetryPolicy", "__version__"]
 
 if TYPE_CHECKING:
+    from airflow_resilience.airflow.retry_policy import InfraRetryPolicy
     from airflow_resilience.checkpoint import Checkpoint
 
 
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from airflow_resilience.checkpoint import Checkpoint
 
         return Checkpoint
+    if name == "InfraRetryPolicy":
+        from airflow_resilience.airflow.retry_policy import InfraRetryPolicy
+
+        return InfraRetryPolicy
     raise AttributeError(f"module 'airflow_resilience' has no attribute {name!r}")

@@ -31,6 +31,7 @@ class Reason(str, enum.Enum):
     K8S_PREEMPTION = "k8s.preemption"
     K8S_TAINT = "k8s.taint_eviction"
     K8S_DELETED = "k8s.pod_deleted"
+    K8S_DISRUPTION = "k8s.disruption"
     NODE_DRAIN = "node.drain"
     SPOT_INTERRUPTION = "spot.interruption"
     MAINTENANCE = "cloud.maintenance"
@@ -101,7 +102,16 @@ class FailureCause:
 
     @classmethod
     def from_json(cls, raw: dict[str, str]) -> FailureCause:
-        return cls(kind=FailureKind(raw["kind"]), reason=Reason(raw["reason"]), summary=raw.get("summary", ""))
+        """Read a stored cause; labels written by a newer version read as ``unknown`` (never an error)."""
+        try:
+            kind = FailureKind(raw["kind"])
+        except ValueError:
+            kind = FailureKind.UNKNOWN
+        try:
+            reason = Reason(raw["reason"])
+        except ValueError:
+            reason = Reason.UNKNOWN
+        return cls(kind=kind, reason=reason, summary=raw.get("summary", ""))
 
 
 def _signame(num: int) -> str:
@@ -135,15 +145,15 @@ def classify(ev: Evidence) -> FailureCause:
     if ev.cloud_notice:
         return FailureCause(infra, _cloud_reason(ev.cloud_notice), f"cloud interruption notice {ev.cloud_notice}")
     if ev.k8s_disruption:
-        reason = K8S_DISRUPTION_REASONS.get(ev.k8s_disruption, Reason.K8S_EVICTION)
+        reason = K8S_DISRUPTION_REASONS.get(ev.k8s_disruption, Reason.K8S_DISRUPTION)
         return FailureCause(infra, reason, f"pod condition DisruptionTarget reason={ev.k8s_disruption}")
-    if ev.oom_kills:
+    if ev.oom_kills is not None and ev.oom_kills > 0:
         return FailureCause(infra, Reason.OOM_KILLED, f"cgroup oom_kill counter rose by {ev.oom_kills}")
     if ev.k8s_deleting:
         return FailureCause(infra, Reason.K8S_DELETED, "the pod has a deletion timestamp")
     if ev.worker_lost:
         return FailureCause(infra, Reason.WORKER_LOST, "the worker running the task is gone")
-    if ev.received_signal == signal.SIGTERM:
+    if ev.received_signal == signal.SIGTERM or ev.exit_signal == signal.SIGTERM:
         return FailureCause(infra, Reason.SIGNAL_SIGTERM, "the task was sent SIGTERM (eviction, drain, shutdown)")
     if ev.exit_signal is not None:
         reason = Reason.SIGNAL_SIGKILL if ev.exit_signal == signal.SIGKILL else Reason.SIGNAL_OTHER

@@ -9,10 +9,18 @@ pure core) they are plain exceptions.
 
 from __future__ import annotations
 
-try:  # pragma: no cover - exercised in both environments
-    from airflow.sdk.exceptions import AirflowFailException as _NonRetryable
-except ImportError:  # pragma: no cover - Airflow absent
-    _NonRetryable = Exception  # type: ignore[assignment,misc]
+import sys
+
+# Subclass Airflow's AirflowFailException only where Airflow's Task SDK is already loaded (a task runner,
+# the dag-processor): importing it here would load Airflow's configuration — and create files in the
+# user's AIRFLOW_HOME — in processes that only use the pure core or the test harness.
+_sdk_exceptions = sys.modules.get("airflow.sdk.exceptions")
+if _sdk_exceptions is None and "airflow.sdk" in sys.modules:  # pragma: no cover - partial import order
+    try:
+        from airflow.sdk import exceptions as _sdk_exceptions
+    except ImportError:
+        _sdk_exceptions = None
+_NonRetryable = _sdk_exceptions.AirflowFailException if _sdk_exceptions is not None else Exception
 
 
 class ResilienceError(Exception):

@@ -54,5 +54,16 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "own host (LocalExecutor). A dead supervisor is reported to the scheduler at once instead of after "
         "[scheduler] task_instance_heartbeat_timeout. 0 disables the check.",
     ),
+    "infra_retry_delay": (
+        "float",
+        "2",
+        "Seconds before the attempt that an infrastructure grant starts (the task's retry_delay is kept "
+        "for application retries).",
+    ),
+    "drain_reschedule_delay": (
+        "float",
+        "2",
+        "Seconds after a SIGTERM drain before the task instance is due again (up_for_reschedule). Gives the "
+        "executor time to report the drained run before the next one is queued.",
+    ),
 }
-

@@ -30,6 +30,7 @@ def airflow_config() -> dict[str, str]:
         # Short so the fencing test (a frozen attempt) does not wait the stock 300 s.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+        "AIRFLOW__RESILIENCE__LOST_WORKER_CHECK_INTERVAL": "1",
     }
 
 

@@ -34,7 +34,9 @@ I, A, T, M, U = (
         (Evidence(k8s_disruption="PreemptionByScheduler"), I, Reason.K8S_PREEMPTION),
         (Evidence(k8s_disruption="DeletionByTaintManager"), I, Reason.K8S_TAINT),
         (Evidence(k8s_disruption="TerminationByKubelet"), I, Reason.NODE_DRAIN),
-        (Evidence(k8s_disruption="SomethingNew"), I, Reason.K8S_EVICTION),
+        (Evidence(k8s_disruption="SomethingNew"), I, Reason.K8S_DISRUPTION),
+        (Evidence(exit_signal=signal.SIGTERM), I, Reason.SIGNAL_SIGTERM),
+        (Evidence(exit_signal=signal.SIGKILL, oom_kills=0), I, Reason.SIGNAL_SIGKILL),
         (Evidence(k8s_deleting=True, received_signal=15), I, Reason.K8S_DELETED),
         (Evidence(cloud_notice="aws:terminate", received_signal=15), I, Reason.SPOT_INTERRUPTION),
         (Evidence(cloud_notice="gcp:preempted"), I, Reason.SPOT_INTERRUPTION),
@@ -58,3 +60,8 @@ def test_cause_json_round_trip() -> None:
     assert FailureCause.from_json(cause.to_json()) == cause
     assert cause.to_json()["reason"] == "signal.sigkill"
     assert "SIGKILL" in cause.summary
+
+
+def test_unknown_stored_labels_read_as_unknown() -> None:
+    cause = FailureCause.from_json({"kind": "cosmic", "reason": "ray.bitflip", "summary": "s"})
+    assert (cause.kind, cause.reason) == (FailureKind.UNKNOWN, Reason.UNKNOWN)

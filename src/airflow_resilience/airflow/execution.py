@@ -251,7 +251,12 @@ def _drain(task: Any, context: Any) -> Any:
         "airflow-resilience: drained on SIGTERM (%s/%s): checkpoint written, handing the task back "
         "as up_for_reschedule (no retry spent)", cause.kind.value, cause.reason.value,
     )
-    raise AirflowRescheduleException(reschedule_date=datetime.now(timezone.utc))
+    from datetime import timedelta
+
+    from airflow_resilience.airflow.runtime import settings
+
+    delay = settings().drain_reschedule_delay
+    raise AirflowRescheduleException(reschedule_date=datetime.now(timezone.utc) + timedelta(seconds=delay))
 
 
 def _sigterm_evidence() -> Evidence:

@@ -17,6 +17,7 @@ Mapped tasks are left as they are (see the docs' known limitations).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from airflow.policies import hookimpl
 
@@ -34,10 +35,15 @@ def task_policy(task) -> None:
         return
     if type(task).__name__ == "MappedOperator":
         return
-    apply(task, default_infra_retries=cfg.infra_retries, default_breaker=cfg.breaker_threshold)
+    apply(
+        task,
+        default_infra_retries=cfg.infra_retries,
+        default_breaker=cfg.breaker_threshold,
+        infra_retry_delay=cfg.infra_retry_delay,
+    )
 
 
-def apply(task, *, default_infra_retries: int, default_breaker: int) -> None:
+def apply(task, *, default_infra_retries: int, default_breaker: int, infra_retry_delay: float = 2.0) -> None:
     from airflow.sdk.bases.operator import BaseOperator
 
     from airflow_resilience.airflow.execution import on_attempt_start, wrap_execute
@@ -55,6 +61,11 @@ def apply(task, *, default_infra_retries: int, default_breaker: int) -> None:
     task.retry_policy = policy
     if budget.infra_retries > 0:
         task.retries = app_retries + budget.infra_retries + 1
+        if not getattr(task, "retry_exponential_backoff", False):
+            # Airflow applies the task's retry_delay to every retry it starts, including the ones after a
+            # runner or worker death; application retries get the author's delay back from the policy.
+            policy.app_retry_delay = task.retry_delay
+            task.retry_delay = timedelta(seconds=infra_retry_delay)
 
     original_pre_execute = task.pre_execute
     overridden = getattr(original_pre_execute, "__func__", None) is not BaseOperator.pre_execute

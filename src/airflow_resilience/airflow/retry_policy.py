@@ -59,6 +59,8 @@ class InfraRetryPolicy(RetryPolicy):
         self.then = then
         #: The user's ``retries`` (the application budget), bound by the task policy.
         self.app_retries: int | None = None
+        #: The user's ``retry_delay``, given back to application retries (the task's own is the infra delay).
+        self.app_retry_delay: Any = None
 
     def budget(self, defaults: BudgetPolicy | None = None) -> BudgetPolicy:
         defaults = defaults or BudgetPolicy()
@@ -116,7 +118,7 @@ class InfraRetryPolicy(RetryPolicy):
                 decision = user
             else:
                 decision = RetryDecision.retry(
-                    delay=user.retry_delay if user else None,
+                    delay=(user.retry_delay if user and user.retry_delay else None) or self.app_retry_delay,
                     reason=(user.reason if user and user.reason else None)
                     or f"{cause.kind.value}/{cause.reason.value}: application retry {used} of retries={app_retries}",
                 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -62,6 +63,12 @@ def on_server_side_failure(ti: Any, error: Any) -> None:
     session = object_session(ti)
     if not cfg.enabled or session is None:
         return
+    seen = re.search(r"state attribute is (\w+)", str(error or ""))
+    if seen and seen.group(1) not in {"running", "restarting"}:
+        # The executor reported an earlier run of a task instance that is already queued again (for
+        # example after a drain's reschedule): not a lost worker. Stock handling applies.
+        log.info("airflow-resilience: %s: executor report for a task instance in state %s: not classified", ti.key, seen.group(1))
+        return
     backend = get_state_backend()
     scope = _scope(ti)
     try_number = int(ti.try_number)
@@ -98,6 +105,8 @@ def on_server_side_failure(ti: Any, error: Any) -> None:
     _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
     if decision.verdict is Verdict.EXHAUSTED and ti.state == TaskInstanceState.UP_FOR_RETRY:
         ti.state = TaskInstanceState.FAILED
+    elif decision.verdict is Verdict.GRANT and ti.state == TaskInstanceState.UP_FOR_RETRY:
+        ti.retry_delay_override = cfg.infra_retry_delay
     session.execute(
         update(TaskInstanceHistory)
         .where(

@@ -90,7 +90,10 @@ def merge(*parts: Mapping[str, Any] | Evidence) -> Evidence:
             elif value is None:
                 continue
             elif name == "notes":
-                notes.extend(_notes(value))
+                try:
+                    notes.extend(_notes(value))
+                except (TypeError, ValueError):
+                    log.warning("evidence: malformed notes %r ignored", value)
             elif name in _BOOL_FIELDS:
                 values[name] = bool(values.get(name, False) or value)
             else:

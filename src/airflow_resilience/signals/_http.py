@@ -32,6 +32,8 @@ def request(
     services and the in-cluster API must be reached directly (a proxy would answer for the wrong host).
     Redirects are not followed. Any status is returned; callers decide what a status means.
     """
+    if url.lower().startswith("http:"):
+        verify = False  # no TLS on plain http: skip loading a CA bundle for nothing
     try:
         with httpx.Client(timeout=timeout, verify=verify, trust_env=False, follow_redirects=False) as client:
             return client.request(method, url, headers=dict(headers or {}))

@@ -2,7 +2,7 @@
 
 **Off unless enabled.** The documented addresses (``169.254.169.254``, ``metadata.google.internal``)
 are link-local metadata services; a reader contacts one only when asked explicitly: with ``enabled=True``
-(use the documented address) or with an explicit ``base`` URL (tests and proxies-by-design pass one).
+(use the documented address) or with an explicit ``base`` URL (tests pass a loopback one).
 Called with neither, a reader returns ``{}`` without any network traffic.
 
 Payloads (each reader's docstring cites its source):
@@ -18,6 +18,7 @@ Every reader returns ``{}`` (logged at debug) on any error, timeout, unexpected 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,10 +32,12 @@ AZURE_IMDS_BASE = "http://169.254.169.254"
 
 #: Documented values of ``action`` in the AWS ``spot/instance-action`` document.
 AWS_SPOT_ACTIONS = frozenset({"terminate", "stop", "hibernate"})
-#: Documented Azure Scheduled Events ``EventType`` values.
-AZURE_EVENT_TYPES = frozenset({"Freeze", "Reboot", "Redeploy", "Preempt", "Terminate"})
-#: Azure event types that end the VM; preferred over the others when several events are listed.
+#: Azure event types that end the VM (documented types: Freeze, Reboot, Redeploy, Preempt, Terminate);
+#: preferred over the others when several events are listed.
 AZURE_ENDING_EVENTS = ("Preempt", "Terminate")
+#: Shape of a ``maintenance-event`` value (``NONE``, ``MIGRATE_ON_HOST_MAINTENANCE``, ...); anything else
+#: is not a metadata-server answer and is ignored.
+_MAINTENANCE_VALUE = re.compile(r"[A-Z][A-Z0-9_]*")
 #: Provider names accepted by :func:`read_cloud_notices`.
 PROVIDERS = ("aws", "gcp", "azure")
 
@@ -55,7 +58,8 @@ def read_aws_spot(
 
     Source: "Spot Instance interruption notices"
     (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/spot-instance-termination-notices.html) and
-    "Use IMDSv2" (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-instance-metadata-service.html):
+    "Use IMDSv2"
+    (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/configuring-instance-metadata-service.html):
 
     1. ``PUT /latest/api/token`` with ``X-aws-ec2-metadata-token-ttl-seconds: 21600`` -> a session token;
     2. ``GET /latest/meta-data/spot/instance-action`` with ``X-aws-ec2-metadata-token: <token>``:
@@ -109,9 +113,9 @@ def read_gcp_preemption(
 ) -> dict[str, Any]:
     """A Compute Engine preemption or host-maintenance notice from the metadata server.
 
-    Source: "Predefined metadata keys" (https://cloud.google.com/compute/docs/metadata/predefined-metadata-keys),
-    "Detect if a VM was preempted"
-    (https://cloud.google.com/compute/docs/instances/create-use-preemptible#detecting_if_an_instance_was_preempted)
+    Source: "Predefined metadata keys"
+    (https://cloud.google.com/compute/docs/metadata/predefined-metadata-keys), "Detect if a VM was
+    preempted" (https://cloud.google.com/compute/docs/instances/create-use-preemptible)
     and "Get live migration notices"
     (https://cloud.google.com/compute/docs/metadata/getting-live-migration-notice); every request
     carries ``Metadata-Flavor: Google``:
@@ -121,7 +125,8 @@ def read_gcp_preemption(
       ``MIGRATE_ON_HOST_MAINTENANCE`` or ``TERMINATE_ON_HOST_MAINTENANCE``.
 
     -> ``{"cloud_notice": "gcp:preempted"}`` when preempted (it wins; the maintenance key is then not
-    read), else ``{"cloud_notice": "gcp:maintenance"}`` for any maintenance event other than ``NONE``.
+    read), else ``{"cloud_notice": "gcp:maintenance"}`` for any maintenance event other than ``NONE``
+    (an upper-case enum value; a body of another shape is not evidence).
     ``base=None`` and ``enabled=False`` (the default) -> ``{}`` without contacting anything.
     """
     try:
@@ -131,7 +136,10 @@ def read_gcp_preemption(
         headers = {"Metadata-Flavor": "Google"}
         preempted = ok_text(
             request(
-                "GET", f"{root}/computeMetadata/v1/instance/preempted", headers=headers, timeout=timeout,
+                "GET",
+                f"{root}/computeMetadata/v1/instance/preempted",
+                headers=headers,
+                timeout=timeout,
                 source="gcp",
             ),
             source="gcp",
@@ -140,13 +148,16 @@ def read_gcp_preemption(
             return {"cloud_notice": "gcp:preempted"}
         event = ok_text(
             request(
-                "GET", f"{root}/computeMetadata/v1/instance/maintenance-event", headers=headers,
-                timeout=timeout, source="gcp",
+                "GET",
+                f"{root}/computeMetadata/v1/instance/maintenance-event",
+                headers=headers,
+                timeout=timeout,
+                source="gcp",
             ),
             source="gcp",
         )
         event = event.strip() if event is not None else ""
-        if event and event.upper() != "NONE":
+        if _MAINTENANCE_VALUE.fullmatch(event) and event != "NONE":
             log.debug("gcp: maintenance-event %s", event)
             return {"cloud_notice": "gcp:maintenance"}
         return {}
@@ -172,7 +183,8 @@ def azure_events_evidence(document: Any, resource_name: str | None = None) -> di
             continue
         if resource_name is not None:
             resources = event.get("Resources")
-            names = {r.casefold() for r in resources if isinstance(r, str)} if isinstance(resources, list) else set()
+            listed = resources if isinstance(resources, list) else []
+            names = {r.casefold() for r in listed if isinstance(r, str)}
             if resource_name.casefold() not in names:
                 continue
         types.append(event_type)

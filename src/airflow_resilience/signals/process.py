@@ -51,7 +51,9 @@ def exit_evidence(returncode: int | None, *, wait_status: bool = False) -> dict[
         return {}
 
 
-def pid_alive(pid: int, started_before: float | None = None, *, tolerance: float = CREATE_TIME_TOLERANCE) -> bool:
+def pid_alive(
+    pid: int, started_before: float | None = None, *, tolerance: float = CREATE_TIME_TOLERANCE
+) -> bool:
     """Whether process ``pid`` is running and, if ``started_before`` is given, is the same process.
 
     ``started_before`` is a time (epoch seconds) at which the process is known to have been running

@@ -363,6 +363,13 @@ class AirflowEnvironment:
         }
         self._http("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body=body)
 
+    def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
+        """Mark a task instance ``failed``/``success`` as a user does from the UI (REST API)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        if map_index >= 0:
+            path += f"/{map_index}"
+        self._http("PATCH", path, body={"new_state": state})
+
     def run_state(self, dag_id: str, run_id: str) -> str | None:
         rows = self.sql("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r", d=dag_id, r=run_id)
         return rows[0][0] if rows else None

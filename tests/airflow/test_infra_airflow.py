@@ -1,0 +1,155 @@
+"""Infrastructure-aware execution on a real Airflow 3.3.2 (LocalExecutor): causes, budgets, drain,
+lost workers — each disruption a real signal to a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from airflow_resilience.attempt import doc_key
+from airflow_resilience.ledger import LEDGER_KEY
+
+pytestmark = pytest.mark.airflow
+
+
+def ledger(af, dag, run_id):
+    raw = af.state_store(dag, run_id, "work").get(LEDGER_KEY) or {"attempts": []}
+    return [(a["try_number"], a["cause"]["kind"], a["cause"]["reason"], a["verdict"]) for a in raw["attempts"]]
+
+
+def start(af, marks, dag, **conf):
+    run_id = af.trigger(dag, conf={"marks": str(marks.path), **conf})
+    return run_id
+
+
+def wait_item(marks, t, i, timeout=120):
+    return marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == t and e["i"] >= i, timeout=timeout)
+
+
+def test_sigterm_to_supervisor_drains_without_spending_a_retry(airflow_env, marks):
+    """Eviction: SIGTERM to the supervisor at 1/3, SIGKILL of it 10 s later."""
+    af, dag = airflow_env, "infra_steps"
+    run_id = start(af, marks, dag, steps=36, delay=0.25)
+    wait_item(marks, 1, 11)
+    procs = af.task_processes(dag, run_id, "work")
+    os.kill(procs.supervisor, signal.SIGTERM)
+    sigterm_at = time.time()
+    resumed = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["pid"] != procs.runner, timeout=60)
+    time.sleep(max(0.0, sigterm_at + 10 - time.time()))
+    try:
+        os.kill(procs.supervisor, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    assert af.wait_for_run(dag, run_id, timeout=180) == "success"
+
+    first = [e for e in marks.of("attempt-start")][0]
+    assert resumed["t"] == first["t"] == 1  # a reschedule: the same try, no retry spent
+    assert resumed["done"] >= 12  # resumed from the checkpoint written on SIGTERM
+    assert {e["i"] for e in marks.of("item-end")} == set(range(36))
+    rows = ledger(af, dag, run_id)
+    assert rows[0] == (1, "infrastructure", "signal.sigterm", "drain")
+    # the supervisor's SIGKILL 10 s later may hit the worker process that runs the resumed attempt: if it
+    # did, that loss is an infrastructure grant, never an application retry
+    assert all(kind == "infrastructure" for _t, kind, _r, _v in rows)
+    ti = af.task_instance(dag, run_id, "work")
+    assert ti.state == "success"
+    print(f"\nSIGTERM -> resumed attempt running: {resumed_start(af, dag, run_id, sigterm_at):.1f}s")
+
+
+def resumed_start(af, dag, run_id, since):
+    rows = af.sql(
+        "SELECT start_date FROM task_reschedule r JOIN task_instance ti ON ti.id = r.ti_id"
+        " WHERE ti.dag_id = :d AND ti.run_id = :r",
+        d=dag,
+        r=run_id,
+    )
+    ti = af.task_instance(dag, run_id, "work")
+    return (ti.start_date.timestamp() - since) if ti.start_date else float("nan")
+
+
+def test_sigkill_of_supervisor_is_a_lost_worker_granted_for_retries_0(airflow_env, marks):
+    af, dag = airflow_env, "infra_steps"
+    run_id = start(af, marks, dag, steps=30, delay=0.2)
+    wait_item(marks, 1, 8)
+    procs = af.task_processes(dag, run_id, "work")
+    os.kill(procs.supervisor, signal.SIGKILL)
+    killed_at = time.time()
+    nxt = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 2, timeout=120)
+    noticed = time.time() - killed_at
+    assert af.wait_for_run(dag, run_id, timeout=180) == "success"
+    assert nxt["done"] >= 8  # resumed
+    assert nxt["ledger"] == [[1, "infrastructure", "worker.lost", "grant"]]
+    history = af.try_history(dag, run_id, "work")
+    assert [t.try_number for t in history] == [1, 2]
+    assert "worker.lost" in (history[0].retry_reason or "")
+    assert "supervisor pid" in (history[0].retry_reason or "") or "is gone" in (history[0].retry_reason or "")
+    print(f"\nsupervisor SIGKILL -> next attempt started: {noticed:.1f}s")
+
+
+def test_sigkill_of_runner_is_infrastructure_and_granted(airflow_env, marks):
+    af, dag = airflow_env, "infra_steps"
+    run_id = start(af, marks, dag, steps=20, delay=0.2)
+    wait_item(marks, 1, 5)
+    af.signal_runner(dag, run_id, "work", signal.SIGKILL)
+    assert af.wait_for_run(dag, run_id, timeout=180) == "success"
+    rows = ledger(af, dag, run_id)
+    assert rows[0][:2] == (1, "infrastructure")
+    assert rows[0][2] in {"signal.sigkill", "oom.killed"}
+    assert rows[0][3] == "grant"
+    assert [e["t"] for e in marks.of("attempt-start")] == [1, 2]
+
+
+def test_application_retries_stay_the_users_even_with_infra_failures_between(airflow_env, marks):
+    """retries=1: try 1 raises, try 2 is SIGKILLed (infra), try 3 raises -> FAILED: two application
+    attempts, exactly as stock Airflow, the infrastructure loss paid from its own budget."""
+    af, dag = airflow_env, "infra_app_retries"
+    run_id = start(af, marks, dag, steps=40, delay=0.2, raise_on_tries=[1, 3])
+    wait_item(marks, 2, 3)
+    af.signal_runner(dag, run_id, "work", signal.SIGKILL)
+    assert af.wait_for_run(dag, run_id, timeout=180) == "failed"
+    history = af.try_history(dag, run_id, "work")
+    assert [t.try_number for t in history] == [1, 2, 3]
+    assert history[-1].state == "failed"
+    rows = ledger(af, dag, run_id)
+    assert [r[1] for r in rows] == ["application", "infrastructure", "application"]
+    assert rows[1][3] == "grant"
+    assert "application retries exhausted: 1 of retries=1 used" in af.task_log(dag, run_id, "work", 3)
+
+
+def test_breaker_fails_with_a_message_naming_it(airflow_env, marks):
+    af, dag = airflow_env, "infra_breaker"
+    run_id = start(af, marks, dag, steps=40, delay=0.2)
+    for t in (1, 2):
+        wait_item(marks, t, 2)
+        af.wait_for_task(dag, run_id, "work", {"running"}, try_number=t)
+        af.signal_runner(dag, run_id, "work", signal.SIGKILL)
+    assert af.wait_for_run(dag, run_id, timeout=180) == "failed"
+    log = af.task_log(dag, run_id, "work", 3)
+    assert "circuit breaker open: signal.sigkill 2 times in a row (breaker_threshold=2)" in log
+    assert marks.of("attempt-start", 3) == []  # failed before the task body ran
+    assert [r[3] for r in ledger(af, dag, run_id)] == ["grant", "exhausted"]
+
+
+def test_user_marking_a_running_task_failed_is_manual(airflow_env, marks):
+    af, dag = airflow_env, "infra_steps"
+    run_id = start(af, marks, dag, steps=60, delay=0.2)
+    wait_item(marks, 1, 3)
+    af.set_task_state(dag, run_id, "work", "failed")
+    assert af.wait_for_run(dag, run_id, timeout=120) == "failed"
+    time.sleep(3)
+    ti = af.task_instance(dag, run_id, "work")
+    assert (ti.state, ti.try_number) == ("failed", 1)
+    assert marks.of("attempt-start", 2) == []
+    assert all(r[1] != "infrastructure" or r[3] != "grant" for r in ledger(af, dag, run_id))
+
+
+def test_execution_timeout_gets_no_infra_grant(airflow_env, marks):
+    af, dag = airflow_env, "infra_timeout"
+    run_id = start(af, marks, dag, steps=40, delay=0.2)
+    assert af.wait_for_run(dag, run_id, timeout=120) == "failed"
+    ti = af.task_instance(dag, run_id, "work")
+    assert (ti.state, ti.try_number) == ("failed", 1)
+    assert ledger(af, dag, run_id) == [(1, "timeout", "timeout.execution", "stock")]
