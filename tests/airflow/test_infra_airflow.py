@@ -36,9 +36,9 @@ def test_sigterm_to_supervisor_drains_without_spending_a_retry(airflow_env, mark
     wait_item(marks, 1, 11)
     procs = af.task_processes(dag, run_id, "work")
     os.kill(procs.supervisor, signal.SIGTERM)
-    sigterm_at = time.time()
+    sigterm_at = time.monotonic()
     resumed = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["pid"] != procs.runner, timeout=60)
-    time.sleep(max(0.0, sigterm_at + 10 - time.time()))
+    time.sleep(max(0.0, sigterm_at + 10 - time.monotonic()))  # the grace period runs out
     try:
         os.kill(procs.supervisor, signal.SIGKILL)
     except ProcessLookupError:
@@ -56,18 +56,6 @@ def test_sigterm_to_supervisor_drains_without_spending_a_retry(airflow_env, mark
     assert all(kind == "infrastructure" for _t, kind, _r, _v in rows)
     ti = af.task_instance(dag, run_id, "work")
     assert ti.state == "success"
-    print(f"\nSIGTERM -> resumed attempt running: {resumed_start(af, dag, run_id, sigterm_at):.1f}s")
-
-
-def resumed_start(af, dag, run_id, since):
-    rows = af.sql(
-        "SELECT start_date FROM task_reschedule r JOIN task_instance ti ON ti.id = r.ti_id"
-        " WHERE ti.dag_id = :d AND ti.run_id = :r",
-        d=dag,
-        r=run_id,
-    )
-    ti = af.task_instance(dag, run_id, "work")
-    return (ti.start_date.timestamp() - since) if ti.start_date else float("nan")
 
 
 def test_sigkill_of_supervisor_is_a_lost_worker_granted_for_retries_0(airflow_env, marks):
@@ -76,9 +64,7 @@ def test_sigkill_of_supervisor_is_a_lost_worker_granted_for_retries_0(airflow_en
     wait_item(marks, 1, 8)
     procs = af.task_processes(dag, run_id, "work")
     os.kill(procs.supervisor, signal.SIGKILL)
-    killed_at = time.time()
     nxt = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 2, timeout=120)
-    noticed = time.time() - killed_at
     assert af.wait_for_run(dag, run_id, timeout=180) == "success"
     assert nxt["done"] >= 8  # resumed
     assert nxt["ledger"] == [[1, "infrastructure", "worker.lost", "grant"]]
@@ -86,7 +72,6 @@ def test_sigkill_of_supervisor_is_a_lost_worker_granted_for_retries_0(airflow_en
     assert [t.try_number for t in history] == [1, 2]
     assert "worker.lost" in (history[0].retry_reason or "")
     assert "supervisor pid" in (history[0].retry_reason or "") or "is gone" in (history[0].retry_reason or "")
-    print(f"\nsupervisor SIGKILL -> next attempt started: {noticed:.1f}s")
 
 
 def test_sigkill_of_runner_is_infrastructure_and_granted(airflow_env, marks):
@@ -120,6 +105,8 @@ def test_application_retries_stay_the_users_even_with_infra_failures_between(air
 
 
 def test_breaker_fails_with_a_message_naming_it(airflow_env, marks):
+    """InfraRetryPolicy(infra_retries=5, breaker_threshold=2): the second SIGKILL in a row opens the
+    breaker; the task fails with a message naming it (retry_reason and audit log), no third attempt."""
     af, dag = airflow_env, "infra_breaker"
     run_id = start(af, marks, dag, steps=40, delay=0.2)
     for t in (1, 2):
@@ -127,9 +114,13 @@ def test_breaker_fails_with_a_message_naming_it(airflow_env, marks):
         af.wait_for_task(dag, run_id, "work", {"running"}, try_number=t)
         af.signal_runner(dag, run_id, "work", signal.SIGKILL)
     assert af.wait_for_run(dag, run_id, timeout=180) == "failed"
-    log = af.task_log(dag, run_id, "work", 3)
-    assert "circuit breaker open: signal.sigkill 2 times in a row (breaker_threshold=2)" in log
-    assert marks.of("attempt-start", 3) == []  # failed before the task body ran
+    expected = "circuit breaker open: signal.sigkill 2 times in a row (breaker_threshold=2)"
+    history = af.try_history(dag, run_id, "work")
+    assert [t.try_number for t in history] == [1, 2]
+    assert expected in (history[1].retry_reason or "")
+    audit = af.sql("SELECT extra FROM log WHERE event = 'resilience_budget_exhausted' AND run_id = :r", r=run_id)
+    assert expected in audit[0][0]
+    assert marks.of("attempt-start", 3) == []
     assert [r[3] for r in ledger(af, dag, run_id)] == ["grant", "exhausted"]
 
 
@@ -143,7 +134,8 @@ def test_user_marking_a_running_task_failed_is_manual(airflow_env, marks):
     ti = af.task_instance(dag, run_id, "work")
     assert (ti.state, ti.try_number) == ("failed", 1)
     assert marks.of("attempt-start", 2) == []
-    assert all(r[1] != "infrastructure" or r[3] != "grant" for r in ledger(af, dag, run_id))
+    rows = ledger(af, dag, run_id)
+    assert rows == [(1, "manual", "user.marked_state", "manual")], rows
 
 
 def test_execution_timeout_gets_no_infra_grant(airflow_env, marks):
@@ -153,3 +145,17 @@ def test_execution_timeout_gets_no_infra_grant(airflow_env, marks):
     ti = af.task_instance(dag, run_id, "work")
     assert (ti.state, ti.try_number) == ("failed", 1)
     assert ledger(af, dag, run_id) == [(1, "timeout", "timeout.execution", "stock")]
+
+
+def test_wrapped_tasks_still_render_templates(airflow_env):
+    import json
+
+    af, dag = airflow_env, "infra_templated"
+    run_id = af.trigger(dag)
+    assert af.wait_for_run(dag, run_id) == "success"
+    rows = af.sql("SELECT value FROM xcom WHERE dag_id = :d AND run_id = :r AND key = 'return_value'", d=dag, r=run_id)
+    value = rows[0][0]
+    if isinstance(value, (bytes, str)) and str(value if isinstance(value, str) else value.decode()).startswith('"'):
+        value = json.loads(value)  # SQLite keeps the JSON text; PostgreSQL's JSON column decodes it
+    assert value == f"run={run_id}"
+    assert "cannot be called outside of the Task Runner" not in af.task_log(dag, run_id, "echo", 1)

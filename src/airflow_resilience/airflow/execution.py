@@ -212,23 +212,31 @@ def _still_running(ti: Any) -> bool | None:
 
 
 def wrap_execute(task: Any) -> None:
-    original = task.execute
-    if getattr(original, "_airflow_resilience", False):
+    """Wrap ``execute`` so that a :class:`DrainRequested` becomes a drain.
+
+    The runner executes a *copy* of the parsed task (``prepare_for_execution``), with templates
+    rendered; the wrapper finds that copy through ``context["ti"].task`` and calls the class's
+    ``execute`` on it, never the method bound to the parsed original.
+    """
+    if getattr(task.__dict__.get("execute"), "_airflow_resilience", False):
         return
+    cls_execute = type(task).execute
 
     def execute(*args: Any, **kwargs: Any) -> Any:
+        context = kwargs.get("context") if "context" in kwargs else (args[0] if args else None)
+        target = getattr(context["ti"], "task", None) if context is not None else None
+        target = target if target is not None else task
         try:
-            return original(*args, **kwargs)
+            return cls_execute(target, *args, **kwargs)
         except DrainRequested:
-            context = kwargs.get("context") if "context" in kwargs else (args[0] if args else None)
-            return _drain(task, context)
+            return _drain(target, context)
 
     execute._airflow_resilience = True  # type: ignore[attr-defined]
     task.execute = execute
 
 
 def _drain(task: Any, context: Any) -> Any:
-    from airflow.sdk.exceptions import AirflowException, AirflowRescheduleException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
 
     from airflow_resilience.airflow import runtime
 
@@ -244,7 +252,7 @@ def _drain(task: Any, context: Any) -> Any:
         _record(store, ti, cause, "manual")
         log.warning("airflow-resilience: SIGTERM after a user changed the task state: not drained (manual)")
         task.on_kill()
-        raise AirflowException("task stopped: a user changed its state while it was running (manual)")
+        raise AirflowFailException("task stopped: a user changed its state while it was running (manual)")
     cause = classify(_sigterm_evidence())
     _record(store, ti, cause, "drain")
     log.warning(
@@ -276,6 +284,8 @@ def _sigterm_evidence() -> Evidence:
 def _record(store: Any, ti: Any, cause: FailureCause, verdict: str) -> None:
     try:
         ledger = Ledger.from_json(store.get(LEDGER_KEY))
+        if any(r.try_number == int(ti.try_number) and r.verdict == verdict == "manual" for r in ledger.attempts):
+            return  # the API server recorded the user's change already
         record = AttemptRecord(int(ti.try_number), cause, verdict, at=_now(), checkpoint=attempt_had_checkpoint(store, int(ti.try_number)))
         store.set(LEDGER_KEY, ledger.append(record).to_json())
         metric("failures", cause)

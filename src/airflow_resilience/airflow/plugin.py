@@ -36,11 +36,12 @@ class _CheckpointListener:
     def on_task_instance_failed(self, previous_state, task_instance, error):
         if type(task_instance).__module__ == "airflow.models.taskinstance":
             # The ORM task instance: the scheduler is failing it itself (heartbeat timeout, executor
-            # report of a task that was still running): the worker died without a word.
+            # report of a task that was still running: the worker died without a word), or the API
+            # server is applying a user's "mark failed" (previous_state None).
             try:
                 from airflow_resilience.airflow.scheduler import on_server_side_failure
 
-                on_server_side_failure(task_instance, error)
+                on_server_side_failure(task_instance, error, previous_state=previous_state)
             except Exception:  # a listener must never break the scheduler loop
                 log.exception("airflow-resilience: could not classify a scheduler-side failure")
             return
@@ -48,13 +49,16 @@ class _CheckpointListener:
 
     @hookimpl
     def on_starting(self, component):
-        if getattr(component, "job_type", None) == "SchedulerJob":
-            try:
-                from airflow_resilience.airflow.scheduler import start_detector
+        # Airflow calls this from Job.__init__, before the job runner sets job_type.
+        if type(component).__name__ != "Job":
+            return
+        try:
+            from airflow_resilience.airflow.scheduler import is_scheduler_process, start_detector
 
+            if is_scheduler_process():
                 start_detector()
-            except Exception:
-                log.exception("airflow-resilience: could not start the lost-worker detector")
+        except Exception:
+            log.exception("airflow-resilience: could not start the lost-worker detector")
 
     @hookimpl
     def before_stopping(self, component):

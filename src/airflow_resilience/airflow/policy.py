@@ -67,13 +67,15 @@ def apply(task, *, default_infra_retries: int, default_breaker: int, infra_retry
             policy.app_retry_delay = task.retry_delay
             task.retry_delay = timedelta(seconds=infra_retry_delay)
 
-    original_pre_execute = task.pre_execute
-    overridden = getattr(original_pre_execute, "__func__", None) is not BaseOperator.pre_execute
+    cls_pre_execute = type(task).pre_execute
+    overridden = cls_pre_execute is not BaseOperator.pre_execute
 
     def pre_execute(context):
-        on_attempt_start(task, context)
+        # The runner works on a prepared copy of the task (templates rendered): use it.
+        target = getattr(context["ti"], "task", None) or task
+        on_attempt_start(target, context)
         if overridden:
-            original_pre_execute(context)
+            cls_pre_execute(target, context)
 
     task.pre_execute = pre_execute
     wrap_execute(task)

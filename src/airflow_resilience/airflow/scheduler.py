@@ -6,7 +6,7 @@
   lost-worker detector's positive evidence when there is some), asks the budget, writes the ledger, puts
   the decision in ``task_instance_history.retry_reason``, and fails the task instance when the budget is
   exhausted (the task policy gave it the tries; the budget decides whether they are used).
-* :class:`LostWorkerDetector` is a thread in the scheduler process. Every
+* :class:`LostWorkerDetector` runs in a child process of the scheduler. Every
   ``[resilience] lost_worker_check_interval`` seconds it looks at the running task instances on the
   scheduler's own host and checks that the supervisor each attempt recorded (PID and start time) is still
   alive. A dead supervisor is positive evidence of a lost worker: the detector records it, kills an
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -48,7 +48,46 @@ def _set(backend: Any, scope: Any, key: str, value: Any, session: Any) -> None:
     backend.set(scope, key, json.dumps(value), session=session)
 
 
-def on_server_side_failure(ti: Any, error: Any) -> None:
+def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any) -> Evidence:
+    """What the scheduler can tell about a task instance it is failing itself."""
+    import signal
+
+    from airflow.utils.net import get_hostname
+
+    if found.get("try_number") == try_number and found.get("worker_lost"):
+        return Evidence(worker_lost=True, notes=(("scheduler", str(found.get("note", ""))),))
+    if attempt.get("try_number") == try_number and attempt.get("host") in {get_hostname(), _fqdn()}:
+        started = attempt.get("started_at")
+        supervisor_alive = _pid_alive(attempt.get("supervisor_pid"), started)
+        runner_alive = _pid_alive(attempt.get("runner_pid"), started)
+        if supervisor_alive and not runner_alive:
+            before = attempt.get("oom_kills")
+            after = _oom_kills()
+            oom = after - before if isinstance(before, int) and isinstance(after, int) and after > before else None
+            note = f"supervisor pid {attempt.get('supervisor_pid')} alive, task runner pid {attempt.get('runner_pid')} gone"
+            return Evidence(exit_signal=signal.SIGKILL, oom_kills=oom, notes=(("scheduler", note),))
+        if not supervisor_alive:
+            note = f"supervisor pid {attempt.get('supervisor_pid')} on {attempt.get('host')} is gone"
+            return Evidence(worker_lost=True, notes=(("scheduler", note),))
+    return Evidence(heartbeat_timeout=True, notes=(("scheduler", str(error or "")[:300]),))
+
+
+def _fqdn() -> str:
+    import socket
+
+    return socket.getfqdn()
+
+
+def _oom_kills() -> int | None:
+    try:
+        from airflow_resilience.signals.cgroup import read_oom_kills
+
+        return read_oom_kills()
+    except Exception:
+        return None
+
+
+def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running") -> None:
     from sqlalchemy import update
     from sqlalchemy.orm import object_session
 
@@ -75,12 +114,16 @@ def on_server_side_failure(ti: Any, error: Any) -> None:
     ledger = Ledger.from_json(_get(backend, scope, LEDGER_KEY, session))
     if any(r.try_number == try_number and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
         return
+    if previous_state is None:
+        # The API server applying a user's "mark failed": manual, never granted.
+        cause = classify(Evidence(user_marked_state="failed"))
+        record = AttemptRecord(try_number, cause, "manual", at=datetime.now(timezone.utc).isoformat())
+        _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
+        metric("failures", cause)
+        return
     attempt = _get(backend, scope, ATTEMPT_KEY, session) or {}
     found = _get(backend, scope, EVIDENCE_KEY, session) or {}
-    if found.get("try_number") == try_number and found.get("worker_lost"):
-        evidence = Evidence(worker_lost=True, notes=(("scheduler", str(found.get("note", ""))),))
-    else:
-        evidence = Evidence(heartbeat_timeout=True, notes=(("scheduler", str(error or "")[:300]),))
+    evidence = _evidence_for(try_number, attempt, found, error)
     cause = classify(evidence)
     budget_raw = attempt.get("budget") if attempt.get("try_number") == try_number else None
     budget = (
@@ -103,21 +146,37 @@ def on_server_side_failure(ti: Any, error: Any) -> None:
         checkpoint=attempt_had_checkpoint(_Store, try_number),
     )
     _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
-    if decision.verdict is Verdict.EXHAUSTED and ti.state == TaskInstanceState.UP_FOR_RETRY:
-        ti.state = TaskInstanceState.FAILED
+    if decision.verdict is Verdict.EXHAUSTED:
+        from airflow.models.log import Log
+
+        if ti.state == TaskInstanceState.UP_FOR_RETRY:
+            ti.state = TaskInstanceState.FAILED
+        # Visible in the UI's audit log of the task instance.
+        session.add(Log(event="resilience_budget_exhausted", task_instance=ti, extra=decision.message))
     elif decision.verdict is Verdict.GRANT and ti.state == TaskInstanceState.UP_FOR_RETRY:
         ti.retry_delay_override = cfg.infra_retry_delay
-    session.execute(
-        update(TaskInstanceHistory)
-        .where(
-            TaskInstanceHistory.dag_id == ti.dag_id,
-            TaskInstanceHistory.run_id == ti.run_id,
-            TaskInstanceHistory.task_id == ti.task_id,
-            TaskInstanceHistory.map_index == ti.map_index,
-            TaskInstanceHistory.try_number == try_number,
+    reason = decision.message[:500]
+    pending = [
+        h
+        for h in session.new
+        if isinstance(h, TaskInstanceHistory)
+        and (h.dag_id, h.run_id, h.task_id, h.map_index, h.try_number)
+        == (ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number)
+    ]
+    for history in pending:  # archived in this transaction, not yet flushed
+        history.retry_reason = reason
+    if not pending:
+        session.execute(
+            update(TaskInstanceHistory)
+            .where(
+                TaskInstanceHistory.dag_id == ti.dag_id,
+                TaskInstanceHistory.run_id == ti.run_id,
+                TaskInstanceHistory.task_id == ti.task_id,
+                TaskInstanceHistory.map_index == ti.map_index,
+                TaskInstanceHistory.try_number == try_number,
+            )
+            .values(retry_reason=reason)
         )
-        .values(retry_reason=decision.message[:500])
-    )
     metric("failures", cause)
     metric("decisions", cause, verdict=decision.verdict.value)
     log.warning("airflow-resilience: %s try %s: %s", ti.key, try_number, decision.message)
@@ -136,24 +195,12 @@ def _pid_alive(pid: Any, started_before: Any) -> bool:
         return False
 
 
-class LostWorkerDetector(threading.Thread):
-    """Scheduler-side check of the supervisors of running tasks on this host (see module docstring)."""
+class LostWorkerDetector:
+    """Check of the supervisors of running tasks on this host (see module docstring)."""
 
     def __init__(self, interval: float, heartbeat_timeout: float) -> None:
-        super().__init__(name="airflow-resilience-lost-worker-detector", daemon=True)
         self.interval = interval
         self.heartbeat_timeout = heartbeat_timeout
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            try:
-                self.check()
-            except Exception:
-                log.exception("airflow-resilience: lost-worker check failed")
 
     def check(self) -> int:
         """One pass; returns how many lost workers were reported."""
@@ -211,26 +258,82 @@ class LostWorkerDetector(threading.Thread):
         return found
 
 
-_detector: LostWorkerDetector | None = None
+_detector: Any = None
+
+
+def is_scheduler_process(argv: list[str] | None = None) -> bool:
+    """True in the ``airflow scheduler`` process (where ``on_starting`` cannot tell yet: Airflow calls it
+    from ``Job.__init__``, before the job runner sets ``job_type``)."""
+    import sys
+
+    argv = sys.argv if argv is None else argv
+    return len(argv) >= 2 and os.path.basename(argv[0]) == "airflow" and argv[1] == "scheduler"
 
 
 def start_detector() -> None:
+    """Start the detector as a child *process* of the scheduler.
+
+    Not a thread: the scheduler forks LocalExecutor workers, and a thread of ours holding a lock at the
+    moment of a fork would leave that lock held forever in the worker and in every task it runs.
+    """
     global _detector
-    from airflow.configuration import conf
+    import subprocess
+    import sys
 
     from airflow_resilience.airflow.runtime import settings
 
     cfg = settings()
     if not cfg.enabled or cfg.lost_worker_check_interval <= 0 or _detector is not None:
         return
-    timeout = conf.getfloat("scheduler", "task_instance_heartbeat_timeout", fallback=300)
-    _detector = LostWorkerDetector(cfg.lost_worker_check_interval, timeout)
-    _detector.start()
-    log.info("airflow-resilience: lost-worker detector started (every %ss)", cfg.lost_worker_check_interval)
+    _detector = subprocess.Popen(
+        [sys.executable, "-m", "airflow_resilience.airflow.scheduler", "--parent", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        close_fds=True,
+    )
+    log.info("airflow-resilience: lost-worker detector started (pid %s, every %ss)", _detector.pid, cfg.lost_worker_check_interval)
 
 
 def stop_detector() -> None:
     global _detector
     if _detector is not None:
-        _detector.stop()
+        _detector.terminate()
+        try:
+            _detector.wait(timeout=5)
+        except Exception:
+            _detector.kill()
         _detector = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry of the detector process: check every interval until the scheduler (``--parent``) is gone."""
+    import argparse
+    import signal
+
+    from airflow.configuration import conf
+
+    from airflow_resilience.airflow.runtime import settings
+
+    parser = argparse.ArgumentParser(prog="airflow-resilience-lost-worker-detector")
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys_exit())
+    cfg = settings()
+    detector = LostWorkerDetector(
+        cfg.lost_worker_check_interval, conf.getfloat("scheduler", "task_instance_heartbeat_timeout", fallback=300)
+    )
+    while os.getppid() == args.parent:
+        try:
+            detector.check()
+        except Exception:
+            log.exception("airflow-resilience: lost-worker check failed")
+        time.sleep(detector.interval)
+    return 0
+
+
+def sys_exit() -> None:
+    raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -79,3 +79,17 @@ infra_steps()
 infra_app_retries()
 infra_breaker()
 infra_timeout()
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-test"])
+def infra_templated():
+    """The task policy wraps execute: templates must still be rendered on the copy that runs."""
+
+    @task
+    def echo(value: str) -> str:
+        return value
+
+    echo("run={{ run_id }}")
+
+
+infra_templated()
