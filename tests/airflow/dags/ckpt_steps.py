@@ -46,9 +46,9 @@ def ckpt_steps():
         mark(marks, t=try_number, ev="attempt-start", done=ckpt.done_items("items"),
              plan=ckpt.resumption.plan.value, generation=ckpt.generation)
         for i in ckpt.iterate(range(steps), key="items"):
-            mark(marks, t=try_number, ev="item-start", i=i)
+            mark(marks, t=try_number, ev="item-start", i=i, pid=os.getpid())
             time.sleep(delay)
-            mark(marks, t=try_number, ev="item-end", i=i)
+            mark(marks, t=try_number, ev="item-end", i=i, pid=os.getpid())
         ckpt.set("finished_by", try_number)  # batched runs: only the task-end listener writes this
         return {"cluster": cluster["cluster"], "done": ckpt.done_items("items")}
 
