@@ -25,7 +25,6 @@ class Settings:
     drain_on_sigterm: bool = True
     lost_worker_check_interval: float = 2.0
     infra_retry_delay: float = 2.0
-    drain_reschedule_delay: float = 2.0
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}

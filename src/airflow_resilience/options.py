@@ -44,8 +44,9 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "boolean",
         "True",
         "On SIGTERM to a running task (eviction, node drain, worker shutdown), write its checkpoint and hand "
-        "the task instance back to Airflow as up_for_reschedule: the next attempt starts within seconds and "
-        "no retry is spent. A SIGTERM caused by a user marking the task failed/success is not drained.",
+        "the task instance back to Airflow at once: the next attempt starts after infra_retry_delay, paid "
+        "from the infrastructure budget, retries untouched. A SIGTERM caused by a user marking the task "
+        "failed/success is not drained.",
     ),
     "lost_worker_check_interval": (
         "float",
@@ -59,11 +60,5 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "2",
         "Seconds before the attempt that an infrastructure grant starts (the task's retry_delay is kept "
         "for application retries).",
-    ),
-    "drain_reschedule_delay": (
-        "float",
-        "2",
-        "Seconds after a SIGTERM drain before the task instance is due again (up_for_reschedule). Gives the "
-        "executor time to report the drained run before the next one is queued.",
     ),
 }

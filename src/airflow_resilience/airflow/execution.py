@@ -9,8 +9,12 @@ Installed on every task by the task policy (:mod:`airflow_resilience.airflow.pol
 * ``execute`` -> wrapped by :func:`wrap_execute`: a SIGTERM raises :class:`DrainRequested` in the main
   thread; the wrapper writes the checkpoint, checks with the API server that the task instance is still
   ``running`` (a user marking it failed/success also ends in SIGTERM: that is ``manual`` and is not
-  drained), records the drain in the ledger and raises ``AirflowRescheduleException`` so Airflow puts the
-  task instance in ``up_for_reschedule`` without spending a try.
+  drained) and raises :class:`InfrastructureInterruption`, which the retry policy pays from the
+  infrastructure budget: a new try within ``infra_retry_delay`` seconds, ``retries`` untouched.
+
+  (Not a reschedule: a rescheduled task instance keeps its try number, so the executor's late report of
+  the drained run is attributed to the next run and Airflow fails it — seen in testing whenever the
+  drained run's supervisor took longer to wrap up than the reschedule delay.)
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ ATTEMPT_KEY = "resilience:attempt"
 #: Ledger verdicts that end a try (a ``drain`` does not: the same try continues after the reschedule).
 ENDING_VERDICTS = frozenset({"grant", "stock", "exhausted", "manual"})
 EVIDENCE_KEY = "resilience:evidence"
+
+
+class InfrastructureInterruption(Exception):
+    """The attempt was stopped by the infrastructure (a SIGTERM drain) after writing its checkpoint.
+
+    Raised out of ``execute``; :class:`~airflow_resilience.airflow.retry_policy.InfraRetryPolicy`
+    recognises it and pays the next attempt from the infrastructure budget (a new try, ``retries``
+    untouched), or fails the task when the budget is exhausted.
+    """
+
+    def __init__(self, cause: FailureCause) -> None:
+        super().__init__(f"{cause.kind.value}/{cause.reason.value}: {cause.summary}")
+        self.cause = cause
 
 
 class DrainRequested(BaseException):
@@ -236,7 +253,7 @@ def wrap_execute(task: Any) -> None:
 
 
 def _drain(task: Any, context: Any) -> Any:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from airflow_resilience.airflow import runtime
 
@@ -254,17 +271,11 @@ def _drain(task: Any, context: Any) -> Any:
         task.on_kill()
         raise AirflowFailException("task stopped: a user changed its state while it was running (manual)")
     cause = classify(_sigterm_evidence())
-    _record(store, ti, cause, "drain")
     log.warning(
-        "airflow-resilience: drained on SIGTERM (%s/%s): checkpoint written, handing the task back "
-        "as up_for_reschedule (no retry spent)", cause.kind.value, cause.reason.value,
+        "airflow-resilience: drained on SIGTERM (%s/%s): checkpoint written, handing the task back to "
+        "Airflow for a new attempt paid from the infrastructure budget", cause.kind.value, cause.reason.value,
     )
-    from datetime import timedelta
-
-    from airflow_resilience.airflow.runtime import settings
-
-    delay = settings().drain_reschedule_delay
-    raise AirflowRescheduleException(reschedule_date=datetime.now(timezone.utc) + timedelta(seconds=delay))
+    raise InfrastructureInterruption(cause)
 
 
 def _sigterm_evidence() -> Evidence:

@@ -99,8 +99,16 @@ class InfraRetryPolicy(RetryPolicy):
             return RetryDecision.retry(reason="application failure (ledger unavailable)")
 
     def _evaluate(self, exception, try_number, max_tries, context) -> RetryDecision:
-        from airflow_resilience.airflow.execution import attempt_had_checkpoint, metric, runner_store
+        from airflow_resilience.airflow.execution import (
+            InfrastructureInterruption,
+            _budget_for,
+            attempt_had_checkpoint,
+            metric,
+            runner_store,
+        )
 
+        if isinstance(exception, InfrastructureInterruption):
+            return self._infrastructure(exception, try_number, context, _budget_for, runner_store, attempt_had_checkpoint, metric)
         app_retries = self.app_retries or 0
         evidence = Evidence(exception=type(exception).__name__, execution_timeout=_is_timeout(exception))
         cause = classify(evidence)
@@ -133,3 +141,34 @@ class InfraRetryPolicy(RetryPolicy):
             store.set(LEDGER_KEY, ledger.append(record).to_json())
         metric("failures", cause)
         return decision
+
+    def _infrastructure(self, exc, try_number, context, budget_for, runner_store, had_checkpoint, metric) -> RetryDecision:
+        """A drained attempt: the budget decides; a grant retries at the infrastructure delay."""
+        from airflow_resilience.airflow.runtime import settings
+        from airflow_resilience.budget import Verdict, decide
+
+        ti = context["ti"]
+        store = runner_store(ti)
+        ledger = Ledger.from_json(store.get(LEDGER_KEY))
+        decision = decide(ledger, exc.cause, budget_for(self._task_like()))
+        record = AttemptRecord(
+            try_number=try_number,
+            cause=exc.cause,
+            verdict=decision.verdict.value,
+            at=datetime.now(timezone.utc).isoformat(),
+            checkpoint=had_checkpoint(store, try_number),
+        )
+        store.set(LEDGER_KEY, ledger.append(record).to_json())
+        metric("failures", exc.cause)
+        metric("decisions", exc.cause, verdict=decision.verdict.value)
+        if decision.verdict is Verdict.GRANT:
+            from datetime import timedelta
+
+            return RetryDecision.retry(delay=timedelta(seconds=settings().infra_retry_delay), reason=decision.message)
+        return RetryDecision.fail(reason=decision.message)
+
+    def _task_like(self):
+        class _T:
+            retry_policy = self
+
+        return _T()
