@@ -29,6 +29,7 @@ test-airflow: install
 
 bench: install
 	$(PY) benchmarks/bench_checkpoint.py
+	$(PY) benchmarks/bench_infra.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

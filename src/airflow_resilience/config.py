@@ -25,6 +25,7 @@ class Settings:
     drain_on_sigterm: bool = True
     lost_worker_check_interval: float = 2.0
     infra_retry_delay: float = 2.0
+    cloud_providers: tuple[str, ...] = ()
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}
@@ -42,6 +43,12 @@ def _parse(option: str, kind: str, raw: str) -> object:
         if value < 0 or value != value:
             raise ConfigurationError(f"{where}: must be >= 0")
         return value
+    if kind == "string":
+        names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+        unknown = [n for n in names if n not in {"aws", "gcp", "azure"}]
+        if option == "cloud_providers" and unknown:
+            raise ConfigurationError(f"{where}: unknown provider(s) {unknown}; use aws, gcp and/or azure")
+        return names
     if kind == "integer":
         try:
             number = int(text)

@@ -61,4 +61,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "Seconds before the attempt that an infrastructure grant starts (the task's retry_delay is kept "
         "for application retries).",
     ),
+    "cloud_providers": (
+        "string",
+        "",
+        "Comma-separated cloud metadata services to ask for an interruption notice when a task gets SIGTERM "
+        "(aws, gcp, azure), e.g. 'aws'. Empty: none is contacted. The notice names the cause "
+        "(spot.interruption, cloud.maintenance) in the ledger.",
+    ),
 }

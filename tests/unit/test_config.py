@@ -15,6 +15,8 @@ from airflow_resilience.options import OPTIONS
         ({"checkpoint_flush_interval": "1.5"}, Settings(checkpoint_flush_interval=1.5)),
         ({"checkpoint_keep_on_clear": "true"}, Settings(checkpoint_keep_on_clear=True)),
         ({"checkpoint_keep_on_clear": " False "}, Settings(checkpoint_keep_on_clear=False)),
+        ({"cloud_providers": "aws, GCP"}, Settings(cloud_providers=("aws", "gcp"))),
+        ({"infra_retries": "0", "enabled": "false"}, Settings(infra_retries=0, enabled=False)),
     ],
 )
 def test_load_settings(raw: dict[str, str], expected: Settings) -> None:
@@ -27,6 +29,10 @@ def test_load_settings(raw: dict[str, str], expected: Settings) -> None:
         ({"checkpoint_flush_interval": "soon"}, r"\[resilience\] checkpoint_flush_interval = 'soon': expected a number"),
         ({"checkpoint_flush_interval": "-1"}, r"checkpoint_flush_interval = '-1': must be >= 0"),
         ({"checkpoint_keep_on_clear": "maybe"}, r"checkpoint_keep_on_clear = 'maybe': expected True or False"),
+        ({"cloud_providers": "aws,ibm"}, r"cloud_providers = 'aws,ibm': unknown provider\(s\) \['ibm'\]"),
+        ({"infra_retries": "three"}, r"infra_retries = 'three': expected a whole number"),
+        ({"infra_retries": "-2"}, r"infra_retries = '-2': must be >= 0"),
+        ({"breaker_threshold": "0"}, r"breaker_threshold = 0: must be >= 1"),
     ],
 )
 def test_bad_settings_name_the_option(raw: dict[str, str], message: str) -> None:

@@ -279,17 +279,21 @@ def _drain(task: Any, context: Any) -> Any:
 
 
 def _sigterm_evidence() -> Evidence:
+    """What a SIGTERM came from: the pod's disruption condition, a cloud notice, or just the signal."""
+    from airflow_resilience.airflow.runtime import settings
+    from airflow_resilience.signals import merge
+    from airflow_resilience.signals.cloud import read_cloud_notices
+    from airflow_resilience.signals.kubernetes import read_pod_disruption
+
     parts: list[dict] = [{"received_signal": signal.SIGTERM}]
     try:
-        from airflow_resilience.signals import kubernetes
-
-        parts.append(kubernetes.read_pod_disruption())
-    except Exception:
-        pass
-    merged: dict = {}
-    for part in parts:
-        merged.update(part or {})
-    return Evidence(**{k: v for k, v in merged.items() if k in Evidence.__dataclass_fields__})
+        parts.append(read_pod_disruption())
+        providers = settings().cloud_providers
+        if providers:
+            parts.append(read_cloud_notices(providers, enabled=True))
+    except Exception:  # evidence readers degrade to "no evidence"
+        log.debug("evidence readers failed", exc_info=True)
+    return merge(*parts)
 
 
 def _record(store: Any, ti: Any, cause: FailureCause, verdict: str) -> None:
