@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from airflow_resilience.attempt import doc_key
 from airflow_resilience.ledger import LEDGER_KEY
 
 pytestmark = pytest.mark.airflow

@@ -7,16 +7,14 @@ the documented link-local metadata addresses are never contacted from a test.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from loopback import LoopbackServer, Responder
 
 from airflow_resilience.causes import Reason, classify
 from airflow_resilience.signals import (
@@ -30,90 +28,6 @@ from airflow_resilience.signals.cloud import azure_events_evidence
 
 TIMEOUT = 0.2
 
-Responder = Callable[[str, str, Any, "LoopbackServer"], "tuple[int, str | bytes]"]
-
-
-class LoopbackServer:
-    """A ``ThreadingHTTPServer`` on 127.0.0.1 (free port) in a background thread; records requests."""
-
-    def __init__(self, respond: Responder) -> None:
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.release = threading.Event()  # slow responders wait on it; set at teardown
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                outer.requests.append((self.command, self.path, dict(self.headers)))
-                status, body = respond(self.command, self.path, self.headers, outer)
-                data = body.encode() if isinstance(body, str) else body
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the client gave up (timeout tests)
-                    pass
-
-            do_GET = do_PUT = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=1)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Responder], LoopbackServer]]:
-    servers: list[LoopbackServer] = []
-
-    def start(respond: Responder) -> LoopbackServer:
-        servers.append(LoopbackServer(respond))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any HTTP request that is not to 127.0.0.1."""
-    original = httpx.HTTPTransport.handle_request
-
-    def guarded(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
-        assert request.url.host == "127.0.0.1", f"non-loopback request to {request.url}"
-        return original(self, request)
-
-    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", guarded)
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- fakes of the documented services ----------------------------------------------------------------

@@ -3,24 +3,18 @@ attempt 2 has taken over; then attempt 1 is thawed and tries to write its checkp
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from datetime import timedelta
 
 import pendulum
 
 from airflow.sdk import dag, get_current_context, task
+from resilience_marks import mark
+
 from airflow_resilience import Checkpoint
 from airflow_resilience.errors import StaleAttemptError
 
 
-def mark(path: str, **event) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(event) + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-test"])

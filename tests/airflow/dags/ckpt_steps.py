@@ -6,7 +6,6 @@ exactly which items every attempt started and finished.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import timedelta
@@ -14,16 +13,11 @@ from datetime import timedelta
 import pendulum
 
 from airflow.sdk import dag, get_current_context, task
+from resilience_marks import mark
+
 from airflow_resilience import Checkpoint
 
 
-def mark(path: str, **event) -> None:
-    line = (json.dumps(event) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-test"])

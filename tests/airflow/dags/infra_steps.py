@@ -4,7 +4,6 @@ mark failed. Progress marks go to the file named by the run conf ``marks``."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import timedelta
@@ -12,15 +11,11 @@ from datetime import timedelta
 import pendulum
 
 from airflow.sdk import dag, get_current_context, task
+from resilience_marks import mark
+
 from airflow_resilience import Checkpoint, InfraRetryPolicy
 
 
-def mark(path: str, **event) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(event) + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 def body():
