@@ -70,7 +70,17 @@ def infra_timeout():
     work()
 
 
+@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-test"])
+def infra_cap():
+    @task(retries=0, retry_policy=InfraRetryPolicy(infra_retries=1))
+    def work():
+        return body()
+
+    work()
+
+
 infra_steps()
+infra_cap()
 infra_app_retries()
 infra_breaker()
 infra_timeout()
