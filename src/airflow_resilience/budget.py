@@ -21,7 +21,7 @@ from airflow_resilience.ledger import Ledger
 class BudgetPolicy:
     """The infrastructure budget of a task instance."""
 
-    #: Attempts that infrastructure failures may add, per task instance (0 disables grants).
+    #: Attempts that infrastructure failures may add, per task instance (0: stock Airflow rules).
     infra_retries: int = 3
     #: The same infrastructure reason this many times in a row opens the breaker (that failure is not granted).
     breaker_threshold: int = 3
@@ -61,6 +61,10 @@ def decide(ledger: Ledger, cause: FailureCause, policy: BudgetPolicy) -> Decisio
     label = f"{cause.kind.value}/{cause.reason.value}"
     if cause.kind is not FailureKind.INFRASTRUCTURE:
         return Decision(Verdict.STOCK, cause, used, left, f"{label}: {cause.summary}; stock retry rules apply")
+    if policy.infra_retries == 0:
+        return Decision(
+            Verdict.STOCK, cause, used, 0, f"{label}: {cause.summary}; infra_retries=0: stock retry rules apply"
+        )
     in_a_row = ledger.trailing_same_reason(cause.reason) + 1
     if in_a_row >= policy.breaker_threshold:
         return Decision(

@@ -59,6 +59,9 @@ from airflow_resilience.store import CheckpointStore
 
 T = TypeVar("T")
 _MISSING = object()
+#: The head is rewritten at least this often by a long attempt, so it never expires before the document
+#: it points to ([state_store] default_retention_days counts from a row's last write).
+HEAD_REFRESH_SECONDS = 86400.0
 
 #: Set by ``airflow_resilience.testing.CheckpointEnvironment`` so that ``Checkpoint.current()`` in code
 #: under a unit test returns an in-memory checkpoint instead of looking for a running Airflow task.
@@ -118,6 +121,7 @@ class Checkpoint:
         self._dirty = False
         self._head_written = False
         self._last_flush = clock()
+        self._head_written_at = clock()
         self._flush_soon = False
         self._fenced: StaleAttemptError | None = None
         self._ledger: Ledger | None = None
@@ -365,6 +369,8 @@ class Checkpoint:
                 self._fenced = exc
                 raise
             self.writes += 1
+            if self._head_written and self._clock() - self._head_written_at > HEAD_REFRESH_SECONDS:
+                self._head_written = False  # rewrite it: state-store rows expire counted from their last write
             if not self._head_written:
                 head = Head(
                     try_number=self._attempt.try_number,
@@ -375,6 +381,7 @@ class Checkpoint:
                 self._store.set(HEAD_KEY, head.to_json())
                 self.writes += 1
                 self._head_written = True
+                self._head_written_at = self._clock()
                 if self._previous_doc is not None:
                     # The old document is superseded by the one just written; drop it to keep one.
                     self._store.delete(self._previous_doc)

@@ -26,6 +26,9 @@ class AttemptRecord:
     at: str = ""
     #: Whether the attempt had saved a checkpoint (so the next one could resume).
     checkpoint: bool = False
+    #: The task instance's ``max_tries`` when recorded: it moves on every clear, so it tells the
+    #: generation (budgets and application retries start over after a clear, as in stock Airflow).
+    max_tries: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +37,7 @@ class AttemptRecord:
             "verdict": self.verdict,
             "at": self.at,
             "checkpoint": self.checkpoint,
+            "max_tries": self.max_tries,
         }
 
     @classmethod
@@ -44,6 +48,7 @@ class AttemptRecord:
             verdict=str(raw["verdict"]),
             at=str(raw.get("at", "")),
             checkpoint=bool(raw.get("checkpoint", False)),
+            max_tries=raw.get("max_tries") if isinstance(raw.get("max_tries"), int) else None,
         )
 
 
@@ -55,6 +60,12 @@ class Ledger:
 
     def append(self, record: AttemptRecord) -> Ledger:
         return Ledger(self.attempts + (record,))
+
+    def since_clear(self, max_tries: int | None) -> Ledger:
+        """The records of the current generation: those written with this ``max_tries`` (or unknown)."""
+        if max_tries is None:
+            return self
+        return Ledger(tuple(a for a in self.attempts if a.max_tries in (None, max_tries)))
 
     @property
     def infra_grants(self) -> int:

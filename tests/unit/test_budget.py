@@ -46,7 +46,7 @@ def make_ledger(*history: str) -> Ledger:
         (("kill",), "lost", BudgetPolicy(), Verdict.GRANT, 2, 1),
         (("kill", "lost"), "evict", BudgetPolicy(), Verdict.GRANT, 3, 0),
         (("kill", "lost", "evict"), "kill", BudgetPolicy(), Verdict.EXHAUSTED, 3, 0),
-        ((), "kill", BudgetPolicy(infra_retries=0), Verdict.EXHAUSTED, 0, 0),
+        ((), "kill", BudgetPolicy(infra_retries=0), Verdict.STOCK, 0, 0),
         # the breaker: the same reason three times in a row
         (("kill", "kill"), "kill", BudgetPolicy(infra_retries=10), Verdict.EXHAUSTED, 2, 8),
         (("kill", "app", "kill"), "kill", BudgetPolicy(infra_retries=10), Verdict.GRANT, 3, 7),

@@ -255,3 +255,18 @@ def test_context_is_the_ledger() -> None:
     env.try_number = 1
     ckpt = env.new_checkpoint()
     assert [(r.try_number, r.cause.reason, r.verdict) for r in ckpt.context.attempts] == [(1, Reason.WORKER_LOST, "grant")]
+
+
+def test_head_is_rewritten_daily_by_a_long_attempt() -> None:
+    from airflow_resilience.checkpoint import HEAD_REFRESH_SECONDS
+
+    clock = FakeClock()
+    store = MemoryTaskStore()
+    ckpt = Checkpoint(store.start_attempt(1), AttemptId(1), clock=clock)
+    ckpt.set("a", 1)
+    assert ckpt.writes == 2  # document + head
+    ckpt.set("a", 2)
+    assert ckpt.writes == 3  # document only
+    clock.now += HEAD_REFRESH_SECONDS + 1
+    ckpt.set("a", 3)
+    assert ckpt.writes == 5  # document + refreshed head

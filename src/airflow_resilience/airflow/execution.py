@@ -35,7 +35,7 @@ from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
 log = logging.getLogger(__name__)
 
 ATTEMPT_KEY = "resilience:attempt"
-#: Ledger verdicts that end a try (a ``drain`` does not: the same try continues after the reschedule).
+#: Ledger verdicts that end a try.
 ENDING_VERDICTS = frozenset({"grant", "stock", "exhausted", "manual"})
 EVIDENCE_KEY = "resilience:evidence"
 
@@ -126,7 +126,13 @@ def on_attempt_start(task: Any, context: Any) -> None:
     ledger = Ledger.from_json(store.get(LEDGER_KEY))
     previous = store.get(ATTEMPT_KEY)
     try_number = int(ti.try_number)
-    if isinstance(previous, dict) and int(previous.get("try_number", try_number)) < try_number:
+    max_tries = int(getattr(ti, "max_tries", 0) or 0)
+    if (
+        isinstance(previous, dict)
+        and int(previous.get("try_number", try_number)) < try_number
+        and not previous.get("ended")  # it reported its end (success, failure): not a silent death
+        and previous.get("max_tries", max_tries) == max_tries  # a clear in between: a rerun, not a death
+    ):
         prev_try = int(previous["try_number"])
         if not any(r.try_number == prev_try and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
             before, after = previous.get("oom_kills"), _oom_kills()
@@ -137,9 +143,12 @@ def on_attempt_start(task: Any, context: Any) -> None:
                 notes=(("runner", "the previous attempt's runner left no exit record; its supervisor reported the failure"),),
             )
             cause = classify(evidence)
-            decision = decide(ledger, cause, _budget_for(task))
+            decision = decide(ledger.since_clear(max_tries), cause, _budget_for(task))
             ledger = ledger.append(
-                AttemptRecord(prev_try, cause, decision.verdict.value, at=_now(), checkpoint=attempt_had_checkpoint(store, prev_try))
+                AttemptRecord(
+                    prev_try, cause, decision.verdict.value, at=_now(),
+                    checkpoint=attempt_had_checkpoint(store, prev_try), max_tries=max_tries,
+                )
             )
             store.set(LEDGER_KEY, ledger.to_json())
             metric("failures", cause)
@@ -156,6 +165,7 @@ def on_attempt_start(task: Any, context: Any) -> None:
             "host": socket.getfqdn(),
             "started_at": time.time(),
             "oom_kills": _oom_kills(),
+            "max_tries": max_tries,
             "budget": {
                 "infra_retries": (b := _budget_for(task)).infra_retries,
                 "breaker_threshold": b.breaker_threshold,
@@ -172,10 +182,36 @@ def on_attempt_start(task: Any, context: Any) -> None:
         install_drain_handler()
 
 
+def mark_attempt_ended(ti: Any, state: str) -> None:
+    """Note in the attempt record that this try reported its end (so the next one does not take it for a
+    silent death). Best effort: after a retry the task instance id has moved on and the write is refused."""
+    try:
+        store = runner_store(ti)
+        current = store.get(ATTEMPT_KEY)
+        if isinstance(current, dict) and current.get("try_number") == int(ti.try_number):
+            store.set(ATTEMPT_KEY, {**current, "ended": state})
+    except Exception:
+        log.debug("attempt end not recorded", exc_info=True)
+
+
 # ---------------------------------------------------------------------------------------------- drain
 _state = threading.local()
-_drain_pending = False
 _in_store_call = 0
+_redelivery: threading.Timer | None = None
+
+#: Modules in which a SIGTERM must not raise: the task would be interrupted in the middle of a request to
+#: its supervisor (the reply would then be read by the next request) or of a log write.
+UNSAFE_MODULES = (
+    "airflow.sdk.execution_time.comms",
+    "airflow.sdk.execution_time.supervisor",
+    "airflow.sdk.api",
+    "airflow_resilience.airflow.store",
+    "httpx",
+    "structlog",
+    "logging",
+    "msgspec",
+    "importlib",
+)
 
 
 def store_call_started() -> None:
@@ -184,12 +220,19 @@ def store_call_started() -> None:
 
 
 def store_call_finished() -> None:
-    """After a state-store call: deliver a drain that arrived during it."""
-    global _in_store_call, _drain_pending
+    global _in_store_call
     _in_store_call -= 1
-    if _in_store_call == 0 and _drain_pending:
-        _drain_pending = False
-        raise DrainRequested()
+
+
+def _unsafe_to_interrupt(frame: Any) -> bool:
+    if _in_store_call:
+        return True
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "") or ""
+        if name.startswith(UNSAFE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def install_drain_handler() -> None:
@@ -199,18 +242,29 @@ def install_drain_handler() -> None:
     if getattr(current, "_airflow_resilience_drain", False):
         return
 
+    previous = current
+
     def on_term(signum, frame):
-        global _drain_pending
+        global _redelivery
         from airflow_resilience.airflow import runtime
 
         for ckpt in list(runtime._open_checkpoints):
             ckpt.request_flush()
         if getattr(_state, "draining", False):
             return
-        _state.draining = True
-        if _in_store_call:
-            _drain_pending = True  # raised when the state-store call in progress returns
+        if not getattr(_state, "in_execute", False):
+            # Outside execute (XCom push, post_execute, the retry policy...): no drain, stock behaviour.
+            if callable(previous):
+                previous(signum, frame)
             return
+        if _unsafe_to_interrupt(frame):
+            # Not in the middle of a supervisor request or a log write: deliver it again in 50 ms.
+            if _redelivery is None or not _redelivery.is_alive():
+                _redelivery = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+                _redelivery.daemon = True
+                _redelivery.start()
+            return
+        _state.draining = True
         raise DrainRequested()
 
     on_term._airflow_resilience_drain = True  # type: ignore[attr-defined]
@@ -243,13 +297,32 @@ def wrap_execute(task: Any) -> None:
         context = kwargs.get("context") if "context" in kwargs else (args[0] if args else None)
         target = getattr(context["ti"], "task", None) if context is not None else None
         target = target if target is not None else task
+        _state.in_execute = True
         try:
             return cls_execute(target, *args, **kwargs)
         except DrainRequested:
+            _state.in_execute = False
             return _drain(target, context)
+        finally:
+            _state.in_execute = False
+            _flush_before_terminal_state()
 
     execute._airflow_resilience = True  # type: ignore[attr-defined]
     task.execute = execute
+
+
+def _flush_before_terminal_state() -> None:
+    """Write pending checkpoint progress before the runner reports the end of the attempt: once a retry
+    is reported, the task instance id moves on and a later write would be refused."""
+    from airflow_resilience.airflow import runtime
+    from airflow_resilience.errors import StaleAttemptError
+
+    try:
+        runtime.flush_open_checkpoints()
+    except StaleAttemptError:
+        pass
+    except Exception:
+        log.exception("airflow-resilience: could not write the checkpoint at the end of execute")
 
 
 def _drain(task: Any, context: Any) -> Any:
@@ -268,7 +341,10 @@ def _drain(task: Any, context: Any) -> Any:
         cause = classify(Evidence(user_marked_state="failed/success", received_signal=signal.SIGTERM))
         _record(store, ti, cause, "manual")
         log.warning("airflow-resilience: SIGTERM after a user changed the task state: not drained (manual)")
-        task.on_kill()
+        try:
+            task.on_kill()
+        except Exception:
+            log.exception("airflow-resilience: on_kill() raised during a manual stop")
         raise AirflowFailException("task stopped: a user changed its state while it was running (manual)")
     cause = classify(_sigterm_evidence())
     log.warning(
@@ -301,7 +377,11 @@ def _record(store: Any, ti: Any, cause: FailureCause, verdict: str) -> None:
         ledger = Ledger.from_json(store.get(LEDGER_KEY))
         if any(r.try_number == int(ti.try_number) and r.verdict == verdict == "manual" for r in ledger.attempts):
             return  # the API server recorded the user's change already
-        record = AttemptRecord(int(ti.try_number), cause, verdict, at=_now(), checkpoint=attempt_had_checkpoint(store, int(ti.try_number)))
+        record = AttemptRecord(
+            int(ti.try_number), cause, verdict, at=_now(),
+            checkpoint=attempt_had_checkpoint(store, int(ti.try_number)),
+            max_tries=int(getattr(ti, "max_tries", 0) or 0),
+        )
         store.set(LEDGER_KEY, ledger.append(record).to_json())
         metric("failures", cause)
         metric("decisions", cause, verdict=verdict)

@@ -28,9 +28,18 @@ class _CheckpointListener:
         except Exception:  # a listener must not change the task's outcome
             log.exception("airflow-resilience: could not write the checkpoint at task end")
 
+    @staticmethod
+    def _ended(task_instance, state: str) -> None:
+        execution = sys.modules.get("airflow_resilience.airflow.execution")
+        if execution is not None:
+            execution.mark_attempt_ended(task_instance, state)
+
     @hookimpl
     def on_task_instance_success(self, previous_state, task_instance):
+        if type(task_instance).__module__ == "airflow.models.taskinstance":
+            return  # the API server applying a user's "mark success"
         self._flush()
+        self._ended(task_instance, "success")
 
     @hookimpl
     def on_task_instance_failed(self, previous_state, task_instance, error):
@@ -46,6 +55,7 @@ class _CheckpointListener:
                 log.exception("airflow-resilience: could not classify a scheduler-side failure")
             return
         self._flush()
+        self._ended(task_instance, "failed")
 
     @hookimpl
     def on_starting(self, component):

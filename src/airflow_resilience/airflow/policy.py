@@ -16,6 +16,7 @@ Mapped tasks are left as they are (see the docs' known limitations).
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import timedelta
 
@@ -30,10 +31,12 @@ MARK = "_airflow_resilience_applied"
 def task_policy(task) -> None:
     from airflow_resilience.airflow.runtime import settings
 
+    from airflow.sdk.bases.operator import BaseOperator
+
     cfg = settings()
     if not cfg.enabled or getattr(task, MARK, False):
         return
-    if type(task).__name__ == "MappedOperator":
+    if not isinstance(task, BaseOperator):  # mapped operators (.expand()) are left as stock Airflow
         return
     apply(
         task,
@@ -52,7 +55,8 @@ def apply(task, *, default_infra_retries: int, default_breaker: int, infra_retry
 
     user_policy = getattr(task, "retry_policy", None)
     if isinstance(user_policy, InfraRetryPolicy):
-        policy = user_policy
+        # One policy object may be shared by many tasks (default_args): bind a copy per task.
+        policy = copy.copy(user_policy)
     else:
         policy = InfraRetryPolicy(then=user_policy)
     budget = policy.budget(BudgetPolicy(infra_retries=default_infra_retries, breaker_threshold=default_breaker))

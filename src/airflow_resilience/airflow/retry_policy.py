@@ -114,7 +114,8 @@ class InfraRetryPolicy(RetryPolicy):
         cause = classify(evidence)
         store = runner_store(context["ti"]) if context else None
         ledger = Ledger.from_json(store.get(LEDGER_KEY)) if store else Ledger()
-        used = sum(1 for a in ledger.attempts if a.cause.kind in (FailureKind.APPLICATION, FailureKind.TIMEOUT)) + 1
+        generation = ledger.since_clear(max_tries)
+        used = sum(1 for a in generation.attempts if a.cause.kind in (FailureKind.APPLICATION, FailureKind.TIMEOUT)) + 1
         if used > app_retries:
             decision = RetryDecision.fail(
                 reason=f"{cause.kind.value}/{cause.reason.value}: application retries exhausted: "
@@ -137,6 +138,7 @@ class InfraRetryPolicy(RetryPolicy):
                 verdict="stock",
                 at=datetime.now(timezone.utc).isoformat(),
                 checkpoint=attempt_had_checkpoint(store, try_number),
+                max_tries=max_tries,
             )
             store.set(LEDGER_KEY, ledger.append(record).to_json())
         metric("failures", cause)
@@ -150,13 +152,15 @@ class InfraRetryPolicy(RetryPolicy):
         ti = context["ti"]
         store = runner_store(ti)
         ledger = Ledger.from_json(store.get(LEDGER_KEY))
-        decision = decide(ledger, exc.cause, budget_for(self._task_like()))
+        max_tries = int(getattr(ti, "max_tries", 0) or 0)
+        decision = decide(ledger.since_clear(max_tries), exc.cause, budget_for(self._task_like()))
         record = AttemptRecord(
             try_number=try_number,
             cause=exc.cause,
             verdict=decision.verdict.value,
             at=datetime.now(timezone.utc).isoformat(),
             checkpoint=had_checkpoint(store, try_number),
+            max_tries=max_tries,
         )
         store.set(LEDGER_KEY, ledger.append(record).to_json())
         metric("failures", exc.cause)
@@ -165,6 +169,8 @@ class InfraRetryPolicy(RetryPolicy):
             from datetime import timedelta
 
             return RetryDecision.retry(delay=timedelta(seconds=settings().infra_retry_delay), reason=decision.message)
+        if decision.verdict is Verdict.STOCK:  # infra_retries=0: stock Airflow decides
+            return RetryDecision.default()
         return RetryDecision.fail(reason=decision.message)
 
     def _task_like(self):

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow_resilience.budget import BudgetPolicy, Verdict, decide
-from airflow_resilience.causes import Evidence, classify
+from airflow_resilience.causes import Evidence, FailureCause, FailureKind, Reason, classify
 from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,11 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
     if not cfg.enabled or session is None:
         return
     seen = re.search(r"state attribute is (\w+)", str(error or ""))
+    if seen and seen.group(1) == "restarting":
+        previous_state = None  # a user cleared the running task instance: manual, not a loss
+        user_cleared = True
+    else:
+        user_cleared = False
     if seen and seen.group(1) not in {"running", "restarting"}:
         # The executor reported an earlier run of a task instance that is already queued again (for
         # example after a drain's reschedule): not a lost worker. Stock handling applies.
@@ -114,10 +119,14 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
     ledger = Ledger.from_json(_get(backend, scope, LEDGER_KEY, session))
     if any(r.try_number == try_number and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
         return
+    max_tries = int(ti.max_tries or 0)
     if previous_state is None:
-        # The API server applying a user's "mark failed": manual, never granted.
-        cause = classify(Evidence(user_marked_state="failed"))
-        record = AttemptRecord(try_number, cause, "manual", at=datetime.now(timezone.utc).isoformat())
+        # The API server applying a user's "mark failed", or a clear of the running task: manual.
+        if user_cleared:
+            cause = FailureCause(FailureKind.MANUAL, Reason.USER_CLEARED, "a user cleared the running task instance")
+        else:
+            cause = classify(Evidence(user_marked_state="failed"))
+        record = AttemptRecord(try_number, cause, "manual", at=datetime.now(timezone.utc).isoformat(), max_tries=max_tries)
         _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
         metric("failures", cause)
         return
@@ -131,7 +140,7 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
         if isinstance(budget_raw, dict)
         else BudgetPolicy(infra_retries=cfg.infra_retries, breaker_threshold=cfg.breaker_threshold)
     )
-    decision = decide(ledger, cause, budget)
+    decision = decide(ledger.since_clear(max_tries), cause, budget)
 
     class _Store:  # attempt_had_checkpoint reads through a get(key)
         @staticmethod
@@ -144,6 +153,7 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
         decision.verdict.value,
         at=datetime.now(timezone.utc).isoformat(),
         checkpoint=attempt_had_checkpoint(_Store, try_number),
+        max_tries=max_tries,
     )
     _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
     if decision.verdict is Verdict.EXHAUSTED:
@@ -267,7 +277,10 @@ def is_scheduler_process(argv: list[str] | None = None) -> bool:
     import sys
 
     argv = sys.argv if argv is None else argv
-    return len(argv) >= 2 and os.path.basename(argv[0]) == "airflow" and argv[1] == "scheduler"
+    # `airflow scheduler`, or `python -m airflow scheduler` (argv[0] is then airflow/__main__.py)
+    first = os.path.basename(argv[0]) if argv else ""
+    launcher = first == "airflow" or (first == "__main__.py" and os.path.basename(os.path.dirname(argv[0])) == "airflow")
+    return len(argv) >= 2 and launcher and argv[1] == "scheduler"
 
 
 def start_detector() -> None:

@@ -15,7 +15,9 @@ from uuid import UUID
 
 from airflow_resilience.errors import CheckpointStoreError, StaleAttemptError
 
-_FENCED_STATUS = {401, 403, 404, 409}
+#: The execution API answers 404 for a task instance id that is no longer current (a newer try got a new
+#: id). 401/403 are authentication problems, not fencing: they stay retryable store errors.
+_FENCED_STATUS = {404}
 
 
 class TaskStateStore:
@@ -33,7 +35,7 @@ class TaskStateStore:
 
         from airflow_resilience.airflow.execution import store_call_finished, store_call_started
 
-        # A SIGTERM drain that arrives during the call is raised when it returns, never mid-request.
+        # A SIGTERM drain that arrives during the call is delivered again after it, never mid-request.
         store_call_started()
         try:
             resp = SUPERVISOR_COMMS.send(msg)
