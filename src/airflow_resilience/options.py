@@ -32,7 +32,8 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "3",
         "Attempts that infrastructure failures (lost worker, killed runner, OOM kill, eviction, spot "
         "interruption) may add to a task instance, on top of its retries. Per task: "
-        "retry_policy=InfraRetryPolicy(infra_retries=N). 0 disables grants.",
+        "retry_policy=InfraRetryPolicy(infra_retries=N). 0: stock Airflow rules (infrastructure failures "
+        "spend retries).",
     ),
     "breaker_threshold": (
         "integer",

@@ -64,6 +64,9 @@ def test_clear_after_success(airflow_env, marks, keep_on_clear):
 
     starts = marks.of("attempt-start")
     assert [s["t"] for s in starts] == [1, 2]
+    # the successful try 1 is not taken for a silent death by try 2 (no infrastructure record)
+    ledger = af.state_store(DAG, run_id, "work").get("resilience:ledger") or {"attempts": []}
+    assert ledger["attempts"] == []
     if keep_on_clear:
         assert starts[1]["plan"] == "keep_after_clear"
         assert starts[1]["done"] == 5

@@ -176,3 +176,11 @@ def test_infra_budget_cap_fails_with_a_message_naming_it(airflow_env, marks):
     assert [(r[2], r[3]) for r in rows] == [("signal.sigkill", "grant"), ("worker.lost", "exhausted")]
     history = af.try_history(dag, run_id, "work")
     assert "infrastructure budget exhausted: 1 of infra_retries=1 used" in (history[-1].retry_reason or "")
+
+
+def test_dag_with_mapped_tasks_imports_and_runs(airflow_env):
+    af, dag = airflow_env, "infra_mapped"
+    run_id = af.trigger(dag)
+    assert af.wait_for_run(dag, run_id) == "success"
+    states = af.sql("SELECT state FROM task_instance WHERE dag_id = :d AND run_id = :r", d=dag, r=run_id)
+    assert sorted(r[0] for r in states) == ["success"] * 3

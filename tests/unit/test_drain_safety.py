@@ -38,3 +38,27 @@ def test_inside_a_store_call_is_unsafe() -> None:
     finally:
         execution.store_call_finished()
     assert not execution._unsafe_to_interrupt(frame_in("my_dag_file"))
+
+
+def test_frames_outside_execute_do_not_count() -> None:
+    """The runner is forked from supervisor code: frames below the execute wrapper are not inspected."""
+    namespace: dict = {"__name__": "airflow.sdk.execution_time.supervisor", "sys": sys, "execution": execution}
+    exec(
+        "def supervisor_side(inner):\n"
+        "    execution._state.execute_frame = sys._getframe()\n"
+        "    try:\n"
+        "        return inner()\n"
+        "    finally:\n"
+        "        execution._state.execute_frame = None\n",
+        namespace,
+    )
+    user: dict = {"__name__": "my_dag_file", "sys": sys}
+    exec("def here():\n    return sys._getframe()\n", user)
+    frame = namespace["supervisor_side"](user["here"])
+    # while the wrapper frame was set, the walk stopped there; check again with it set to that frame
+    execution._state.execute_frame = frame.f_back
+    try:
+        assert not execution._unsafe_to_interrupt(frame)
+    finally:
+        execution._state.execute_frame = None
+    assert execution._unsafe_to_interrupt(frame)  # without the stop, the supervisor frame below counts

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -225,9 +226,15 @@ def store_call_finished() -> None:
 
 
 def _unsafe_to_interrupt(frame: Any) -> bool:
+    """True when ``frame`` (where the signal landed) is inside a request, a log write or an import.
+
+    Only the frames inside the task's ``execute`` count: the task runner was forked from the supervisor's
+    code, so the supervisor's module is always at the bottom of its stack.
+    """
     if _in_store_call:
         return True
-    while frame is not None:
+    stop = getattr(_state, "execute_frame", None)
+    while frame is not None and frame is not stop:
         name = frame.f_globals.get("__name__", "") or ""
         if name.startswith(UNSAFE_MODULES):
             return True
@@ -298,6 +305,7 @@ def wrap_execute(task: Any) -> None:
         target = getattr(context["ti"], "task", None) if context is not None else None
         target = target if target is not None else task
         _state.in_execute = True
+        _state.execute_frame = sys._getframe()
         try:
             return cls_execute(target, *args, **kwargs)
         except DrainRequested:
@@ -305,6 +313,7 @@ def wrap_execute(task: Any) -> None:
             return _drain(target, context)
         finally:
             _state.in_execute = False
+            _state.execute_frame = None
             _flush_before_terminal_state()
 
     execute._airflow_resilience = True  # type: ignore[attr-defined]
