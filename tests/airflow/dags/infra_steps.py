@@ -87,21 +87,7 @@ infra_timeout()
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-test"])
-def infra_templated()
-
-
-@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-test"])
-def infra_mapped():
-    """Mapped tasks are left as stock Airflow by the policy: the DAG must import and run."""
-
-    @task
-    def double(x: int) -> int:
-        return 2 * x
-
-    double.expand(x=[1, 2, 3])
-
-
-infra_mapped():
+def infra_templated():
     """The task policy wraps execute: templates must still be rendered on the copy that runs."""
 
     @task
