@@ -15,16 +15,19 @@ from airflow.utils.session import create_session
 PREFIX = "resilience:checkpoint:"
 
 
+def _checkpoint_rows(args):
+    """The WHERE clause selecting the checkpoint keys of the task instance named on the command line."""
+    return (
+        TaskStateStoreModel.dag_id == args.dag_id,
+        TaskStateStoreModel.run_id == args.run_id,
+        TaskStateStoreModel.task_id == args.task_id,
+        TaskStateStoreModel.map_index == args.map_index,
+        TaskStateStoreModel.key.startswith(PREFIX),
+    )
+
+
 def _rows(session, args):
-    return session.scalars(
-        select(TaskStateStoreModel).where(
-            TaskStateStoreModel.dag_id == args.dag_id,
-            TaskStateStoreModel.run_id == args.run_id,
-            TaskStateStoreModel.task_id == args.task_id,
-            TaskStateStoreModel.map_index == args.map_index,
-            TaskStateStoreModel.key.startswith(PREFIX),
-        )
-    ).all()
+    return session.scalars(select(TaskStateStoreModel).where(*_checkpoint_rows(args))).all()
 
 
 def checkpoint_show(args) -> None:
@@ -49,15 +52,7 @@ def checkpoint_reset(args) -> None:
         return
     with create_session() as session:
         keys = [row.key for row in _rows(session, args)]
-        session.execute(
-            delete(TaskStateStoreModel).where(
-                TaskStateStoreModel.dag_id == args.dag_id,
-                TaskStateStoreModel.run_id == args.run_id,
-                TaskStateStoreModel.task_id == args.task_id,
-                TaskStateStoreModel.map_index == args.map_index,
-                TaskStateStoreModel.key.in_(keys),
-            )
-        )
+        session.execute(delete(TaskStateStoreModel).where(*_checkpoint_rows(args)))
         session.add(
             Log(
                 event="cli_resilience_checkpoint_reset",

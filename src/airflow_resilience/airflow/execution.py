@@ -32,6 +32,7 @@ from typing import Any
 from airflow_resilience.budget import Verdict, decide
 from airflow_resilience.causes import Evidence, FailureCause, classify
 from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
+from airflow_resilience.signals.cgroup import oom_evidence, read_oom_kills
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +62,9 @@ class DrainRequested(BaseException):
 
 # ---------------------------------------------------------------------------------------------- helpers
 def runner_store(ti: Any):
-    from airflow.sdk.configuration import conf
-
     from airflow_resilience.airflow.store import TaskStateStore
 
-    return TaskStateStore(
-        ti.id,
-        max_value_bytes=conf.getint("state_store", "max_value_storage_bytes", fallback=65535),
-        retention_days=conf.getint("state_store", "default_retention_days", fallback=0),
-    )
+    return TaskStateStore.for_task_instance(ti)
 
 
 def attempt_had_checkpoint(store: Any, try_number: int) -> bool:
@@ -96,22 +91,13 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def _oom_kills() -> int | None:
-    try:
-        from airflow_resilience.signals.cgroup import read_oom_kills
-
-        return read_oom_kills()
-    except Exception:
-        return None
-
-
-def _budget_for(task: Any):
+def budget_for(policy: Any):
+    """The infra budget of a task: its ``InfraRetryPolicy``'s, with ``[resilience]`` defaults."""
     from airflow_resilience.airflow.runtime import settings
     from airflow_resilience.budget import BudgetPolicy
 
     cfg = settings()
     defaults = BudgetPolicy(infra_retries=cfg.infra_retries, breaker_threshold=cfg.breaker_threshold)
-    policy = getattr(task, "retry_policy", None)
     return policy.budget(defaults) if hasattr(policy, "budget") else defaults
 
 
@@ -136,15 +122,14 @@ def on_attempt_start(task: Any, context: Any) -> None:
     ):
         prev_try = int(previous["try_number"])
         if not any(r.try_number == prev_try and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
-            before, after = previous.get("oom_kills"), _oom_kills()
-            oom = after - before if isinstance(before, int) and isinstance(after, int) and after > before else None
+            oom = oom_evidence(previous.get("oom_kills"), read_oom_kills()).get("oom_kills")
             evidence = Evidence(
                 exit_signal=signal.SIGKILL,
                 oom_kills=oom,
                 notes=(("runner", "the previous attempt's runner left no exit record; its supervisor reported the failure"),),
             )
             cause = classify(evidence)
-            decision = decide(ledger.since_clear(max_tries), cause, _budget_for(task))
+            decision = decide(ledger.since_clear(max_tries), cause, budget_for(task.retry_policy))
             ledger = ledger.append(
                 AttemptRecord(
                     prev_try, cause, decision.verdict.value, at=_now(),
@@ -165,10 +150,10 @@ def on_attempt_start(task: Any, context: Any) -> None:
             "supervisor_pid": os.getppid(),
             "host": socket.getfqdn(),
             "started_at": time.time(),
-            "oom_kills": _oom_kills(),
+            "oom_kills": read_oom_kills(),
             "max_tries": max_tries,
             "budget": {
-                "infra_retries": (b := _budget_for(task)).infra_retries,
+                "infra_retries": (b := budget_for(task.retry_policy)).infra_retries,
                 "breaker_threshold": b.breaker_threshold,
             },
         },

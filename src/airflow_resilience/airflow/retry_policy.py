@@ -101,14 +101,13 @@ class InfraRetryPolicy(RetryPolicy):
     def _evaluate(self, exception, try_number, max_tries, context) -> RetryDecision:
         from airflow_resilience.airflow.execution import (
             InfrastructureInterruption,
-            _budget_for,
             attempt_had_checkpoint,
             metric,
             runner_store,
         )
 
         if isinstance(exception, InfrastructureInterruption):
-            return self._infrastructure(exception, try_number, context, _budget_for, runner_store, attempt_had_checkpoint, metric)
+            return self._infrastructure(exception, try_number, context)
         app_retries = self.app_retries or 0
         evidence = Evidence(exception=type(exception).__name__, execution_timeout=_is_timeout(exception))
         cause = classify(evidence)
@@ -144,8 +143,9 @@ class InfraRetryPolicy(RetryPolicy):
         metric("failures", cause)
         return decision
 
-    def _infrastructure(self, exc, try_number, context, budget_for, runner_store, had_checkpoint, metric) -> RetryDecision:
+    def _infrastructure(self, exc, try_number, context) -> RetryDecision:
         """A drained attempt: the budget decides; a grant retries at the infrastructure delay."""
+        from airflow_resilience.airflow.execution import attempt_had_checkpoint, budget_for, metric, runner_store
         from airflow_resilience.airflow.runtime import settings
         from airflow_resilience.budget import Verdict, decide
 
@@ -153,13 +153,13 @@ class InfraRetryPolicy(RetryPolicy):
         store = runner_store(ti)
         ledger = Ledger.from_json(store.get(LEDGER_KEY))
         max_tries = int(getattr(ti, "max_tries", 0) or 0)
-        decision = decide(ledger.since_clear(max_tries), exc.cause, budget_for(self._task_like()))
+        decision = decide(ledger.since_clear(max_tries), exc.cause, budget_for(self))
         record = AttemptRecord(
             try_number=try_number,
             cause=exc.cause,
             verdict=decision.verdict.value,
             at=datetime.now(timezone.utc).isoformat(),
-            checkpoint=had_checkpoint(store, try_number),
+            checkpoint=attempt_had_checkpoint(store, try_number),
             max_tries=max_tries,
         )
         store.set(LEDGER_KEY, ledger.append(record).to_json())
@@ -172,9 +172,3 @@ class InfraRetryPolicy(RetryPolicy):
         if decision.verdict is Verdict.STOCK:  # infra_retries=0: stock Airflow decides
             return RetryDecision.default()
         return RetryDecision.fail(reason=decision.message)
-
-    def _task_like(self):
-        class _T:
-            retry_policy = self
-
-        return _T()

@@ -54,19 +54,12 @@ def running_attempt() -> AttemptId:
 
 
 def checkpoint_for_running_task(*, keep_on_clear: bool | None, flush_interval: float | None) -> Checkpoint:
-    from airflow.sdk.configuration import conf
-
     from airflow_resilience.airflow.store import TaskStateStore
     from airflow_resilience.checkpoint import Checkpoint
 
     cfg = settings()
     attempt = running_attempt()
-    ti = _context()["ti"]
-    store = TaskStateStore(
-        ti.id,
-        max_value_bytes=conf.getint("state_store", "max_value_storage_bytes", fallback=65535),
-        retention_days=conf.getint("state_store", "default_retention_days", fallback=0),
-    )
+    store = TaskStateStore.for_task_instance(_context()["ti"])
     ckpt = Checkpoint(
         store,
         attempt,

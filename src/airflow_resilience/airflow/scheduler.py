@@ -29,6 +29,8 @@ from typing import Any
 from airflow_resilience.budget import BudgetPolicy, Verdict, decide
 from airflow_resilience.causes import Evidence, FailureCause, FailureKind, Reason, classify
 from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
+from airflow_resilience.signals.cgroup import oom_evidence, read_oom_kills
+from airflow_resilience.signals.process import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +60,10 @@ def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any) -> Ev
         return Evidence(worker_lost=True, notes=(("scheduler", str(found.get("note", ""))),))
     if attempt.get("try_number") == try_number and attempt.get("host") in {get_hostname(), _fqdn()}:
         started = attempt.get("started_at")
-        supervisor_alive = _pid_alive(attempt.get("supervisor_pid"), started)
-        runner_alive = _pid_alive(attempt.get("runner_pid"), started)
+        supervisor_alive = pid_alive(attempt.get("supervisor_pid"), started)
+        runner_alive = pid_alive(attempt.get("runner_pid"), started)
         if supervisor_alive and not runner_alive:
-            before = attempt.get("oom_kills")
-            after = _oom_kills()
-            oom = after - before if isinstance(before, int) and isinstance(after, int) and after > before else None
+            oom = oom_evidence(attempt.get("oom_kills"), read_oom_kills()).get("oom_kills")
             note = f"supervisor pid {attempt.get('supervisor_pid')} alive, task runner pid {attempt.get('runner_pid')} gone"
             return Evidence(exit_signal=signal.SIGKILL, oom_kills=oom, notes=(("scheduler", note),))
         if not supervisor_alive:
@@ -76,15 +76,6 @@ def _fqdn() -> str:
     import socket
 
     return socket.getfqdn()
-
-
-def _oom_kills() -> int | None:
-    try:
-        from airflow_resilience.signals.cgroup import read_oom_kills
-
-        return read_oom_kills()
-    except Exception:
-        return None
 
 
 def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running") -> None:
@@ -192,19 +183,6 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
     log.warning("airflow-resilience: %s try %s: %s", ti.key, try_number, decision.message)
 
 
-def _pid_alive(pid: Any, started_before: Any) -> bool:
-    import psutil
-
-    try:
-        proc = psutil.Process(int(pid))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        # A PID reused by a newer process is not the process we recorded.
-        return not (isinstance(started_before, (int, float)) and proc.create_time() > started_before + 1)
-    except (psutil.NoSuchProcess, ValueError, TypeError):
-        return False
-
-
 class LostWorkerDetector:
     """Check of the supervisors of running tasks on this host (see module docstring)."""
 
@@ -243,9 +221,9 @@ class LostWorkerDetector:
                     continue
                 started = attempt.get("started_at")
                 supervisor, runner = attempt.get("supervisor_pid"), attempt.get("runner_pid")
-                if _pid_alive(supervisor, started):
+                if pid_alive(supervisor, started):
                     continue
-                runner_alive = _pid_alive(runner, started)
+                runner_alive = pid_alive(runner, started)
                 if runner_alive:
                     try:  # an orphaned runner has nobody to report to; stop it before the next attempt
                         os.kill(int(runner), signal.SIGKILL)

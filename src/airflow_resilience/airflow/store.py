@@ -28,6 +28,17 @@ class TaskStateStore:
         self.max_value_bytes = max_value_bytes
         self._retention_days = retention_days
 
+    @classmethod
+    def for_task_instance(cls, ti: Any) -> TaskStateStore:
+        """The store of a running task instance, with Airflow's ``[state_store]`` limit and retention."""
+        from airflow.sdk.configuration import conf
+
+        return cls(
+            ti.id,
+            max_value_bytes=conf.getint("state_store", "max_value_storage_bytes", fallback=65535),
+            retention_days=conf.getint("state_store", "default_retention_days", fallback=0),
+        )
+
     def _send(self, key: str, what: str, msg: Any) -> Any:
         from airflow.sdk.exceptions import AirflowRuntimeError
         from airflow.sdk.execution_time.comms import ErrorResponse
