@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Checkpoint", "InfraRetryPolicy", "__version__"]
+__all__ = ["Checkpoint", "ExternalJobOperator", "InfraRetryPolicy", "ResumableOperator", "submit_once", "__version__"]
 
 if TYPE_CHECKING:
     from airflow_resilience.airflow.retry_policy import InfraRetryPolicy
+    from airflow_resilience.airflow.operators import ExternalJobOperator, ResumableOperator
     from airflow_resilience.checkpoint import Checkpoint
+    from airflow_resilience.resumable import submit_once
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +23,14 @@ def __getattr__(name: str) -> Any:
         from airflow_resilience.checkpoint import Checkpoint
 
         return Checkpoint
+    if name in ("ResumableOperator", "ExternalJobOperator"):
+        from airflow_resilience.airflow import operators
+
+        return getattr(operators, name)
+    if name == "submit_once":
+        from airflow_resilience.resumable import submit_once
+
+        return submit_once
     if name == "InfraRetryPolicy":
         from airflow_resilience.airflow.retry_policy import InfraRetryPolicy
 

@@ -57,3 +57,19 @@ class CheckpointStoreError(CheckpointError):
 
 class NoTaskContextError(CheckpointError, RuntimeError):
     """``Checkpoint.current()`` was called outside a running Airflow task."""
+
+
+class ResumeError(ResilienceError, _NonRetryable):  # type: ignore[misc]
+    """A saved resume point cannot be entered (unknown method, kwargs that no longer fit, bad record).
+
+    Non-retryable: the next attempt would meet the same saved point; starting over from ``execute()``
+    instead could submit external work twice. The saved point is left untouched.
+    """
+
+
+class UnconfirmedSubmissionError(ResilienceError, _NonRetryable):  # type: ignore[misc]
+    """An earlier attempt may have submitted an external job, and nothing can tell whether it did.
+
+    Raised by ``submit_once`` when an intent was recorded but no job id, and the caller gave neither a
+    ``find`` function nor ``dedupes_by_token=True``: submitting again could run the job twice.
+    """

@@ -1,0 +1,1 @@
+"""Resumable variants of provider operators (each module needs its provider installed)."""
