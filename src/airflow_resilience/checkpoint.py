@@ -124,6 +124,7 @@ class Checkpoint:
         self._head_written_at = clock()
         self._flush_soon = False
         self._fenced: StaleAttemptError | None = None
+        self._untouched = False
         self._ledger: Ledger | None = None
         self.writes = 0
 
@@ -354,9 +355,20 @@ class Checkpoint:
         """
         self._flush_soon = True
 
+    def leave_untouched(self) -> None:
+        """Write nothing more from this attempt: its saved state cannot be used and is kept for inspection.
+
+        Called before raising an error about the saved state (an unknown resume method, an unconfirmed
+        submission), so that the end-of-task flush does not move that state into this attempt's document.
+        """
+        with self._lock:
+            self._untouched = True
+
     def flush(self) -> None:
         """Write what is pending now. Raises :class:`StaleAttemptError` when a newer attempt took over."""
         with self._lock:
+            if self._untouched:
+                return
             if self._fenced is not None:
                 raise StaleAttemptError(str(self._fenced))
             if not self._dirty and self._head_written:

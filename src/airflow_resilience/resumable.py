@@ -119,10 +119,7 @@ def resolve(operator: Any, method: str, kwargs: Mapping[str, Any], *, saved: boo
         raise ResumeError(f"{where}: next_method {method!r} is not a method name. {fix}")
     target = getattr(operator, method, None)
     if target is None or not callable(target):
-        known = sorted(
-            name for name, value in inspect.getmembers(type(operator), inspect.isfunction)
-            if not name.startswith("_") and name not in _BASE_METHODS
-        )
+        known = _own_methods(type(operator))
         raise ResumeError(
             f"{where}: {cls_name} has no method {method!r} (the operator's own methods: {', '.join(known)}). "
             f"{fix}"
@@ -137,17 +134,18 @@ def resolve(operator: Any, method: str, kwargs: Mapping[str, Any], *, saved: boo
     return target
 
 
-#: Methods every Airflow operator has: not offered as resume targets in error messages.
-_BASE_METHODS = frozenset(
-    {"execute", "pre_execute", "post_execute", "on_kill", "render_template", "render_template_fields",
-     "prepare_for_execution", "resume_execution", "defer", "dry_run", "get_template_env", "has_dag",
-     "set_upstream", "set_downstream", "add_inlets", "add_outlets", "get_dag", "checkpoint", "submit_once",
-     "serialize_for_task_group", "get_serialized_fields", "expand", "partial", "iter_mapped_dependants",
-     "clear", "run", "update_relative", "get_direct_relatives", "get_flat_relatives", "get_direct_relative_ids",
-     "get_flat_relative_ids", "unmap", "as_setup", "as_teardown", "get_template_env", "next_callable",
-     "get_inlet_defs", "get_outlet_defs", "prepare_template", "resolve_template_files", "xcom_push",
-     "xcom_pull", "get_needs_expansion", "iter_references", "get_upstreams_only_setups_and_teardowns"}
-)
+def _own_methods(cls: type) -> list[str]:
+    """Public methods the author's classes define (not Airflow's, not this package's): resume targets."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        if module.startswith(("airflow.", "airflow_resilience.", "builtins", "abc", "typing")):
+            continue
+        names.update(
+            name for name, value in vars(klass).items()
+            if not name.startswith("_") and name != "execute" and callable(value)
+        )
+    return sorted(names)
 
 
 def save_resume_point(ckpt: Checkpoint, operator: Any, method: str, kwargs: dict[str, Any]) -> ResumePoint:
@@ -162,7 +160,13 @@ def save_resume_point(ckpt: Checkpoint, operator: Any, method: str, kwargs: dict
 
 def saved_resume_point(ckpt: Checkpoint) -> ResumePoint | None:
     raw = ckpt.get(RESUME_KEY)
-    return None if raw is None else ResumePoint.from_json(raw)
+    if raw is None:
+        return None
+    try:
+        return ResumePoint.from_json(raw)
+    except ResumeError:
+        ckpt.leave_untouched()
+        raise
 
 
 # ---------------------------------------------------------------------------------------------- submit
@@ -196,6 +200,7 @@ def submit_once(
     seq = 0
     if raw is not None:
         if not isinstance(raw, dict) or not isinstance(raw.get("token"), str) or not isinstance(raw.get("seq"), int):
+            ckpt.leave_untouched()
             raise ResumeError(
                 f"saved submission {record_key!r} is {raw!r}, expected {{'token', 'seq', 'job_id'}}. {_FIX}"
             )
@@ -227,6 +232,7 @@ def submit_once(
                          "by token, asking again", token)
                 return _submit(ckpt, record_key, token, seq, submit, "resubmitted-same-token")
             else:
+                ckpt.leave_untouched()
                 raise UnconfirmedSubmissionError(
                     f"submit_once(key={key!r}): try {raw.get('try')} recorded the intent to submit with token "
                     f"{token!r} but no job id, so it may have submitted a job. Nothing can tell: give "

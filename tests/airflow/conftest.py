@@ -25,8 +25,19 @@ def airflow_dags() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def airflow_config() -> dict[str, str]:
+def job_server():
+    """The loopback Databricks Jobs API server the operator tests' DAGs talk to (one per session)."""
+    from airflow_resilience.testing.jobserver import JobServer
+
+    with JobServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_config(job_server) -> dict[str, str]:
     return {
+        "AIRFLOW_CONN_DATABRICKS_DEFAULT": job_server.airflow_connection(),
+        "LOOPBACK_JOBS_URL": job_server.url,
         # Short so the fencing test (a frozen attempt) does not wait the stock 300 s.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",

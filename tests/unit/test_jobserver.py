@@ -24,6 +24,9 @@ def test_submit_dedupes_by_token_and_runs_take_real_time():
         assert (state["life_cycle_state"], state["result_state"]) == ("TERMINATED", "SUCCESS")
         assert http.get("jobs/runs/get", params={"run_id": other}).json()["state"]["result_state"] == "CANCELED"
         assert http.get("jobs/runs/get", params={"run_id": 5}).status_code == 404
+        # the provider's async hook (the deferrable trigger) sends GET parameters as a JSON body
+        by_body = http.request("GET", "jobs/runs/get", json={"run_id": first}).json()
+        assert by_body["run_id"] == first
         assert [r["run_id"] for r in http.get("jobs/runs/list", params={"idempotency_token": "tok-1"}).json()["runs"]] == [first]
         runs = {r["run_id"]: r for r in server.runs(run_name="load")}
         assert set(runs) == {first, other} and server.submit_requests == 3

@@ -20,7 +20,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from airflow_resilience.checkpoint import Checkpoint
-from airflow_resilience.errors import UnconfirmedSubmissionError
+from airflow_resilience.errors import ResumeError, UnconfirmedSubmissionError
 from airflow_resilience.resumable import (
     ExternalJob,
     JobStatus,
@@ -45,10 +45,15 @@ def _resume_entry(execute: Callable[..., Any]) -> Callable[..., Any]:
             return execute(self, context, *args, **kwargs)
         self._resilience_entered = True
         try:
-            point = saved_resume_point(Checkpoint.current())
+            ckpt = Checkpoint.current()
+            point = saved_resume_point(ckpt)
             if point is None:
                 return execute(self, context, *args, **kwargs)
-            method = resolve(self, point.method, point.kwargs, saved=True)
+            try:
+                method = resolve(self, point.method, point.kwargs, saved=True)
+            except ResumeError:
+                ckpt.leave_untouched()  # keep the saved point where it is, for inspection
+                raise
             self.log.info(
                 "airflow-resilience: resuming at %s(%s) saved by try %s, instead of execute()",
                 point.method, ", ".join(sorted(point.kwargs)), point.saved_by_try,

@@ -363,6 +363,20 @@ class AirflowEnvironment:
         }
         self._http("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body=body)
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """The value of an XCom of a task instance (REST API, deserialized), or None when there is none."""
+        from urllib.parse import quote
+
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
+        path += f"?map_index={map_index}&deserialize=true&stringify=false"
+        try:
+            entry = self._http("GET", path)
+        except RuntimeError as exc:
+            if "-> 404" in str(exc):
+                return None
+            raise
+        return entry.get("value")
+
     def set_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, map_index: int = -1) -> None:
         """Mark a task instance ``failed``/``success`` as a user does from the UI (REST API)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"

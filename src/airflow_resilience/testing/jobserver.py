@@ -239,6 +239,12 @@ def _handler(server: JobServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path, query = self._route()
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:  # the provider's async hook sends GET parameters as a JSON body
+                try:
+                    query.update(json.loads(self.rfile.read(length)))
+                except ValueError:
+                    return self._send(400, {"error_code": "MALFORMED_REQUEST", "message": "body is not JSON"})
             if path == "jobs/runs/get":
                 run = server.get(query.get("run_id"))
                 return self._send(200, run) if run else self._send(404, _not_found(query.get("run_id")))

@@ -1,0 +1,438 @@
+"""Run disruption drills on a real Airflow: trigger, disrupt real processes, measure from Airflow's database.
+
+.. code-block:: python
+
+    from airflow_resilience.drills import Scenario, run_drill
+
+    result = run_drill([Scenario("eviction"), Scenario("lost_worker"), Scenario("oom")], repeats=3)
+    result.save(Path("reports/drill/results.json"))
+
+Each side gets its own embedded Airflow 3.3.2 (``airflow_resilience.testing.AirflowEnvironment``): *stock*
+with ``[resilience] enabled = False`` running a plain loop, *ours* with the package on running the same
+loop through ``Checkpoint.iterate``. Pass ``environments={"ours": env}`` to use environments you started.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow_resilience.drills.model import (
+    DISRUPTIONS,
+    Attempt,
+    DrillResult,
+    RunRecord,
+    check_invariants,
+    retries_spent,
+    time_to_recover,
+    work_redone,
+)
+
+log = logging.getLogger(__name__)
+
+DRILL_DAGS = Path(__file__).parent / "dags" / "resilience_drill.py"
+LOAD_DAG = "resilience_drill_load"
+TASK = "work"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One disruption (or ``count`` of them) of one DAG run, at a fraction of the work."""
+
+    disruption: str
+    at: float = 1 / 3
+    workload: str = "load"  # "load" (items loop) or "job" (a Databricks run on the loopback server)
+    count: int = 1
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.disruption not in DISRUPTIONS:
+            raise ValueError(f"unknown disruption {self.disruption!r}; choose from {', '.join(DISRUPTIONS)}")
+        if not 0 < self.at < 1:
+            raise ValueError(f"Scenario.at is a fraction of the work in (0, 1), got {self.at!r}")
+        if self.workload not in ("load", "job"):
+            raise ValueError(f"Scenario.workload must be 'load' or 'job', got {self.workload!r}")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.disruption
+
+
+@dataclass
+class DrillConfig:
+    items: int = 30
+    seconds: float = 1.0
+    job_duration: float = 20.0
+    grace: float = 10.0
+    run_timeout: float = 900.0
+
+
+# ---------------------------------------------------------------------------------------------- disrupt
+def disrupt(af: Any, kind: str, dag_id: str, run_id: str, grace: float) -> dict[str, Any]:
+    """Inject one disruption into the running task instance (or the deployment); returns what was done."""
+    import psutil
+
+    at = time.time()
+    if kind in ("eviction", "lost_worker", "oom"):
+        procs = af.task_processes(dag_id, run_id, TASK)
+        supervisor, runner = psutil.Process(procs.supervisor), psutil.Process(procs.runner)
+        if kind == "oom":
+            runner.send_signal(signal.SIGKILL)
+            return {"kind": kind, "at": at, "target_pid": procs.runner}
+        if kind == "lost_worker":
+            supervisor.send_signal(signal.SIGKILL)
+            return {"kind": kind, "at": at, "target_pid": procs.supervisor}
+        # eviction: SIGTERM to the pod's processes' parent, then SIGKILL of what is left after the grace
+        supervisor.send_signal(signal.SIGTERM)
+
+        def finish() -> None:
+            time.sleep(grace)
+            for proc in (supervisor, runner):
+                try:
+                    if proc.is_running():  # psutil checks the create time: never a recycled PID
+                        proc.send_signal(signal.SIGKILL)
+                except psutil.NoSuchProcess:
+                    pass
+
+        threading.Thread(target=finish, daemon=True, name="drill-grace").start()
+        return {"kind": kind, "at": at, "target_pid": procs.supervisor, "grace_s": grace}
+    component = {"scheduler_restart": "scheduler", "api_restart": "api-server"}[kind]
+    af.stop_component(component, signal.SIGTERM)
+    af.start_component(component)
+    return {"kind": kind, "at": at, "component": component}
+
+
+# ---------------------------------------------------------------------------------------------- one run
+def _read_marks(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"drill: {what} not seen in {timeout:.0f}s")
+
+
+def run_one(
+    af: Any,
+    side: str,
+    scenario: Scenario,
+    cfg: DrillConfig,
+    workdir: Path,
+    *,
+    job_server: Any = None,
+    at_fractions: list[float] | None = None,
+) -> RunRecord:
+    """Trigger one DAG run, disrupt it ``scenario.count`` times, wait for its end, and measure."""
+    tag = secrets.token_hex(3)
+    run_id = f"drill__{side}__{scenario.label}__{tag}"
+    marks = workdir / f"{run_id}.jsonl"
+    if scenario.workload == "job":
+        if job_server is None:
+            raise ValueError("a 'job' scenario needs the loopback job server (job_server=...)")
+        dag_id = "resilience_drill_job" if side == "ours" else "resilience_drill_job_stock"
+        conf = {"marks": str(marks), "duration": cfg.job_duration}
+    else:
+        dag_id = LOAD_DAG
+        conf = {"marks": str(marks), "items": cfg.items, "seconds": cfg.seconds, "checkpoint": side == "ours"}
+    triggered = time.time()
+    af.trigger(dag_id, conf=conf, run_id=run_id)
+    fractions = at_fractions or [scenario.at] * scenario.count
+    disruptions: list[dict[str, Any]] = []
+    for n, fraction in enumerate(sorted(fractions)):
+        if scenario.workload == "job":
+            target = cfg.job_duration * fraction
+            _wait(lambda: any(r["running_seconds"] >= target for r in job_server.runs(run_name=run_id)),
+                  cfg.run_timeout, f"{run_id}: the job {fraction:.0%} done")
+        else:
+            target = max(1, math.ceil(cfg.items * fraction))
+            _wait(lambda: len({m["i"] for m in _read_marks(marks) if m["ev"] == "item-end"}) >= target,
+                  cfg.run_timeout, f"{run_id}: {target} items done")
+        # the task instance must be running (a previous disruption's retry may still be starting)
+        _wait(lambda: af.task_instance(dag_id, run_id, TASK).state == "running" and af.task_instance(dag_id, run_id, TASK).pid,
+              cfg.run_timeout, f"{run_id}: task running")
+        try_before = af.task_instance(dag_id, run_id, TASK).try_number
+        try:
+            done = disrupt(af, scenario.disruption, dag_id, run_id, cfg.grace)
+        except LookupError:  # it ended (or moved on) in between: no disruption this time
+            continue
+        done["try_number"] = try_before
+        disruptions.append(done)
+        if n + 1 < len(fractions):  # the next disruption hits the next attempt once it makes progress
+            _wait(lambda: any(m["ev"] == "attempt-start" and m["t"] > try_before for m in _read_marks(marks)),
+                  cfg.run_timeout, f"{run_id}: the attempt after try {try_before}")
+    state = af.wait_for_run(dag_id, run_id, timeout=cfg.run_timeout)
+    return measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server)
+
+
+def measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server) -> RunRecord:
+    events = _read_marks(marks)
+    history = af.try_history(dag_id, run_id, TASK)
+    attempts = [
+        Attempt(h.try_number, h.start_date.timestamp() if h.start_date else None,
+                h.end_date.timestamp() if h.end_date else None, h.state)
+        for h in history
+    ]
+    ledger = (af.state_store(dag_id, run_id, TASK).get("resilience:ledger") or {}).get("attempts", [])
+    counts: dict[str, int] = {}
+    for m in events:
+        if m["ev"] == "item-end":
+            counts[str(m["i"])] = counts.get(str(m["i"]), 0) + 1
+    progress = [(m["t"], m["at"]) for m in events if m["ev"] in ("item-end", "attempt-start")]
+    first = disruptions[0] if disruptions else None
+    job_runs = len(job_server.runs(run_name=run_id)) if scenario.workload == "job" and job_server else None
+    record = RunRecord(
+        side=side,
+        scenario=scenario.label,
+        dag_id=dag_id,
+        run_id=run_id,
+        disruptions=disruptions,
+        triggered_at=triggered,
+        attempts=attempts,
+        final_state=af.run_state(dag_id, run_id),
+        item_seconds=cfg.seconds if scenario.workload == "load" else 0.0,
+        items=cfg.items if scenario.workload == "load" else 0,
+        finished_counts=counts,
+        attempt_starts=[m for m in events if m["ev"] == "attempt-start"],
+        causes=[f"{a['cause']['kind']}/{a['cause']['reason']}:{a['verdict']}" for a in ledger],
+        retries_spent=retries_spent(side, len(attempts), [a["cause"]["kind"] for a in ledger]),
+        recovered_s=time_to_recover(first["at"], progress, first["try_number"]) if first else None,
+        work_redone_s=work_redone(counts, cfg.seconds if scenario.workload == "load" else 0.0),
+        job_runs=job_runs,
+    )
+    if side == "ours":
+        record.violations = check_invariants(record)
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- drills
+def boot(side: str, *, database: str | None, heartbeat_timeout: int | None, job_server: Any, parallelism: int = 4):
+    from airflow_resilience.testing import AirflowEnvironment
+
+    config: dict[str, str] = {}
+    if side == "stock":
+        config["AIRFLOW__RESILIENCE__ENABLED"] = "False"
+    if heartbeat_timeout:
+        config["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = str(heartbeat_timeout)
+        config["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"] = "2"
+    if job_server is not None:
+        config["AIRFLOW_CONN_DATABRICKS_DEFAULT"] = job_server.airflow_connection()
+    return AirflowEnvironment.create(dags=[DRILL_DAGS], database=database, config=config, parallelism=parallelism)
+
+
+def run_drill(
+    scenarios: list[Scenario],
+    *,
+    sides: tuple[str, ...] = ("stock", "ours"),
+    repeats: int = 1,
+    config: DrillConfig | None = None,
+    database: str | None = None,
+    heartbeat_timeout: int | None = None,
+    environments: dict[str, Any] | None = None,
+    job_server: Any = None,
+    concurrency: int = 3,
+    on_progress: Callable[[str, RunRecord | None], None] | None = None,
+) -> DrillResult:
+    """Run every scenario ``repeats`` times on each side; the sides run at the same time."""
+    cfg = config or DrillConfig()
+    workdir = Path(tempfile.mkdtemp(prefix="resilience-drill-"))
+    owned_server = None
+    if job_server is None and any(s.workload == "job" for s in scenarios):
+        from airflow_resilience.testing.jobserver import JobServer
+
+        job_server = owned_server = JobServer().start()
+    envs = dict(environments or {})
+    owned = [s for s in sides if s not in envs]
+    runs: list[RunRecord] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    started = time.time()
+    try:
+        boots = {}
+        for side in owned:
+            if on_progress:
+                on_progress(f"booting the {side} Airflow", None)
+        threads = [threading.Thread(target=lambda s=side: boots.__setitem__(s, boot(
+            s, database=database, heartbeat_timeout=heartbeat_timeout, job_server=job_server))) for side in owned]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        envs.update(boots)
+        missing = [s for s in sides if s not in envs]
+        if missing:
+            raise RuntimeError(f"could not boot the {', '.join(missing)} Airflow (see the log above)")
+
+        def side_worker(side: str) -> None:
+            af = envs[side]
+            jobs = [sc for sc in scenarios for _ in range(repeats)]
+            semaphore = threading.Semaphore(concurrency)
+
+            def one(sc: Scenario) -> None:
+                with semaphore:
+                    try:
+                        record = run_one(af, side, sc, cfg, workdir, job_server=job_server)
+                    except BaseException as exc:  # reported at the end, the other runs go on
+                        log.exception("drill run %s/%s failed", side, sc.label)
+                        with lock:
+                            errors.append(exc)
+                        return
+                    with lock:
+                        runs.append(record)
+                    if on_progress:
+                        on_progress(f"{side} {sc.label}", record)
+
+            threads = [threading.Thread(target=one, args=(sc,)) for sc in jobs]
+            for t in threads:
+                t.start()
+                time.sleep(0.5)
+            for t in threads:
+                t.join()
+
+        workers = [threading.Thread(target=side_worker, args=(side,)) for side in sides]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    finally:
+        for side in owned:
+            if side in envs:
+                envs[side].stop()
+        if owned_server is not None:
+            owned_server.stop()
+    if errors and not runs:
+        raise errors[0]
+    database_kind = next(iter(envs.values())).database_kind if envs else database
+    meta = {
+        "kind": "drill",
+        "started_at": started,
+        "duration_s": round(time.time() - started, 1),
+        "database": database_kind,
+        "sides": list(sides),
+        "repeats": repeats,
+        "items": cfg.items,
+        "item_seconds": cfg.seconds,
+        "job_duration_s": cfg.job_duration,
+        "grace_s": cfg.grace,
+        "heartbeat_timeout_s": heartbeat_timeout or 300,
+        "heartbeat_timeout_shortened": bool(heartbeat_timeout),
+        "failed_runs": [repr(e) for e in errors],
+        "airflow": _airflow_version(),
+    }
+    order = {(s.label, side): i for i, s in enumerate(scenarios) for side in sides}
+    runs.sort(key=lambda r: (order.get((r.scenario, r.side), 0), r.side, r.triggered_at))
+    return DrillResult(meta, runs)
+
+
+def chaos(
+    disruptions: int,
+    *,
+    seed: int = 0,
+    config: DrillConfig | None = None,
+    database: str | None = None,
+    environment: Any = None,
+    job_server: Any = None,
+    concurrency: int = 4,
+    kinds: tuple[str, ...] = ("eviction", "lost_worker", "oom"),
+    workloads: tuple[str, ...] = ("load", "job"),
+    on_progress: Callable[[str, RunRecord | None], None] | None = None,
+) -> DrillResult:
+    """At least ``disruptions`` random disruptions (1 or 2 per run, random kind and moment) with the package
+    on; every run is checked against the invariants (``RunRecord.violations``)."""
+    rng = random.Random(seed)
+    plan: list[tuple[Scenario, list[float]]] = []
+    total = 0
+    while total < disruptions:
+        count = min(rng.choice((1, 2)), disruptions - total)
+        kind = rng.choice(kinds)
+        workload = rng.choice(workloads)
+        fractions = sorted(round(rng.uniform(0.15, 0.8), 2) for _ in range(count))
+        plan.append((Scenario(kind, at=fractions[0], workload=workload, count=count, name=f"chaos-{kind}-{workload}"), fractions))
+        total += count
+    cfg = config or DrillConfig(items=16, seconds=0.5, job_duration=12, grace=5)
+    owned_server = None
+    if job_server is None and "job" in workloads:
+        from airflow_resilience.testing.jobserver import JobServer
+
+        job_server = owned_server = JobServer().start()
+    af = environment
+    owned_env = af is None
+    workdir = Path(tempfile.mkdtemp(prefix="resilience-chaos-"))
+    runs: list[RunRecord] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    started = time.time()
+    try:
+        if owned_env:
+            af = boot("ours", database=database, heartbeat_timeout=None, job_server=job_server)
+        semaphore = threading.Semaphore(concurrency)
+
+        def one(sc: Scenario, fractions: list[float]) -> None:
+            with semaphore:
+                try:
+                    record = run_one(af, "ours", sc, cfg, workdir, job_server=job_server, at_fractions=fractions)
+                except BaseException as exc:
+                    log.exception("chaos run %s failed", sc.label)
+                    with lock:
+                        errors.append(f"{sc.label}: {exc!r}")
+                    return
+                with lock:
+                    runs.append(record)
+                if on_progress:
+                    on_progress(sc.label, record)
+
+        threads = [threading.Thread(target=one, args=item) for item in plan]
+        for t in threads:
+            t.start()
+            time.sleep(0.3)
+        for t in threads:
+            t.join()
+    finally:
+        if owned_env and af is not None:
+            af.stop()
+        if owned_server is not None:
+            owned_server.stop()
+    meta = {
+        "kind": "chaos",
+        "seed": seed,
+        "started_at": started,
+        "duration_s": round(time.time() - started, 1),
+        "database": af.database_kind if af is not None else database,
+        "sides": ["ours"],
+        "planned_disruptions": total,
+        "disruptions": sum(len(r.disruptions) for r in runs),
+        "items": cfg.items,
+        "item_seconds": cfg.seconds,
+        "job_duration_s": cfg.job_duration,
+        "grace_s": cfg.grace,
+        "failed_runs": errors,
+        "airflow": _airflow_version(),
+    }
+    runs.sort(key=lambda r: r.triggered_at)
+    return DrillResult(meta, runs)
+
+
+def _airflow_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("apache-airflow")
+    except Exception:
+        return None
