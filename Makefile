@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml requirements/test.txt requirements/constraints.txt
 
 install: $(STAMP)
 
+# The main job: a side-by-side disruption drill (stock Airflow vs airflow-resilience) on embedded Airflows.
+# The heartbeat timeout is shortened to 30 s on both sides to keep it to a few minutes (the report says so).
 demo: install
-	$(PY) examples/demo.py
+	$(PY) -m airflow_resilience.drills --scenario eviction,lost_worker,oom --items 30 --seconds 1 \
+		--heartbeat-timeout 30 --out reports/drill
 
 test: install
 	$(PY) -m pytest tests -q --durations=15
@@ -30,6 +33,8 @@ test-airflow: install
 bench: install
 	$(PY) benchmarks/bench_checkpoint.py
 	$(PY) benchmarks/bench_infra.py
+	$(PY) benchmarks/bench_operators.py
+	$(PY) benchmarks/bench_drill.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

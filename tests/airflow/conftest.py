@@ -21,7 +21,9 @@ if "postgres" not in _DATABASES:
 
 @pytest.fixture(scope="session")
 def airflow_dags() -> list[Path]:
-    return [DAGS]
+    from airflow_resilience.drills.runner import DRILL_DAGS
+
+    return [DAGS, DRILL_DAGS]
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,24 @@ _MAP = Arg(("--map-index",), type=int, default=-1, help="Map index of a mapped t
 _YES = Arg(("-y", "--yes"), action="store_true", default=False, help="Do not ask for confirmation")
 
 
+def _drill_args() -> tuple[Arg, ...]:
+    """The drill's options, declared once in ``airflow_resilience.drills.cli.add_arguments``."""
+    import argparse
+
+    from airflow_resilience.drills.cli import add_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    args = []
+    for action in parser._actions:
+        kwargs = {"help": action.help, "default": action.default, "dest": action.dest}
+        for name in ("type", "choices", "metavar"):
+            if getattr(action, name):
+                kwargs[name] = getattr(action, name)
+        args.append(Arg(tuple(action.option_strings), **kwargs))
+    return tuple(args)
+
+
 def get_cli_commands() -> list[GroupCommand]:
     checkpoint = GroupCommand(
         name="checkpoint",
@@ -30,4 +48,10 @@ def get_cli_commands() -> list[GroupCommand]:
             ),
         ),
     )
-    return [GroupCommand(name="resilience", help="airflow-resilience commands", subcommands=(checkpoint,))]
+    drill = ActionCommand(
+        name="drill",
+        help="Disrupt real runs on an embedded Airflow, with and without airflow-resilience, and report the cost",
+        func=lazy_load_command("airflow_resilience.drills.cli.drill_command"),
+        args=_drill_args(),
+    )
+    return [GroupCommand(name="resilience", help="airflow-resilience commands", subcommands=(checkpoint, drill))]

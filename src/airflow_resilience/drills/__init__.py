@@ -1,0 +1,14 @@
+"""Disruption drills: disrupt real runs on a real Airflow, measure what it cost with and without
+airflow-resilience, and report it (terminal summary, HTML with plots, JSON results).
+
+``airflow resilience drill`` (or ``python -m airflow_resilience.drills``) is the command line;
+:func:`run_drill` and :func:`chaos` are the Python API.
+"""
+
+from airflow_resilience.drills.model import DISRUPTIONS, DrillResult, RunRecord, Violation, check_invariants
+from airflow_resilience.drills.runner import DrillConfig, Scenario, chaos, run_drill
+
+__all__ = [
+    "DISRUPTIONS", "DrillConfig", "DrillResult", "RunRecord", "Scenario", "Violation", "chaos",
+    "check_invariants", "run_drill",
+]

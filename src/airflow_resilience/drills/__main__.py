@@ -1,0 +1,5 @@
+import sys
+
+from airflow_resilience.drills.cli import main
+
+sys.exit(main())

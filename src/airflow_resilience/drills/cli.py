@@ -1,0 +1,111 @@
+"""Command line of the drills: ``airflow resilience drill`` and ``python -m airflow_resilience.drills``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from airflow_resilience.drills.model import DISRUPTIONS, DrillResult
+
+DEFAULT_OUT = Path("reports/drill")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", default="eviction,lost_worker,oom",
+                        help=f"comma-separated disruptions, each one scenario ({', '.join(DISRUPTIONS)})")
+    parser.add_argument("--workload", default="load", choices=["load", "job"],
+                        help="load: a 'items x seconds' loop; job: a Databricks run on the loopback Jobs API server")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per scenario and side (medians over them)")
+    parser.add_argument("--items", type=int, default=30, help="items of the drill task")
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds of work per item")
+    parser.add_argument("--job-duration", type=float, default=20.0, help="seconds a job runs (job workload)")
+    parser.add_argument("--at", type=float, default=1 / 3, help="disrupt after this fraction of the work")
+    parser.add_argument("--grace", type=float, default=10.0, help="eviction: seconds from SIGTERM to SIGKILL")
+    parser.add_argument("--sides", default="stock,ours", help="stock, ours or both (side by side)")
+    parser.add_argument("--database", default="auto", choices=["auto", "postgres", "sqlite"])
+    parser.add_argument("--heartbeat-timeout", type=int, default=None,
+                        help="the scheduler's task_instance_heartbeat_timeout, seconds, for both sides (stock: 300); the report says so")
+    parser.add_argument("--concurrency", type=int, default=3, help="runs at a time per side")
+    parser.add_argument("--chaos", type=int, default=0, metavar="N",
+                        help="chaos mode: N random disruptions across many runs (package on), invariants checked")
+    parser.add_argument("--seed", type=int, default=0, help="chaos mode: random seed")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for results.json and report.html")
+    parser.add_argument("--from", dest="from_file", type=Path, default=None,
+                        help="rebuild the summary and the report from a saved results.json, without running")
+
+
+def run(args: argparse.Namespace) -> int:
+    from airflow_resilience.drills.report import terminal_summary, write_report
+
+    if args.from_file is not None:
+        try:
+            result = DrillResult.load(args.from_file)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        result = _run(args)
+    results, report = write_report(result, args.out)
+    print()
+    print(terminal_summary(result))
+    print(f"\nresults: {results}\nreport:  {report}")
+    failed = any(r.violations for r in result.runs) or bool(result.meta.get("failed_runs"))
+    return 1 if failed else 0
+
+
+def _run(args: argparse.Namespace) -> DrillResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from airflow_resilience.drills.runner import DrillConfig, Scenario, chaos, run_drill
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    database = None if args.database == "auto" else args.database
+    cfg = DrillConfig(items=args.items, seconds=args.seconds, job_duration=args.job_duration, grace=args.grace)
+    sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
+    bad = [s for s in sides if s not in ("stock", "ours")]
+    if bad:
+        raise SystemExit(f"error: --sides takes stock and/or ours, got {bad}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+        if args.chaos:
+            bar = progress.add_task("chaos: booting Airflow", total=None)
+
+            def on_progress(label, record):
+                if record is not None:
+                    progress.update(bar, advance=len(record.disruptions), total=args.chaos,
+                                    description=f"chaos: {label} -> {record.final_state}"
+                                    + (" INVARIANT FAILED" if record.violations else ""))
+
+            return chaos(args.chaos, seed=args.seed, config=cfg, database=database,
+                         concurrency=args.concurrency, on_progress=on_progress,
+                         workloads=("load", "job") if _has_databricks() else ("load",))
+        scenarios = [Scenario(k.strip(), at=args.at, workload=args.workload) for k in args.scenario.split(",") if k.strip()]
+        total = len(scenarios) * len(sides) * args.repeats
+        bar = progress.add_task("booting Airflow", total=total)
+
+        def on_progress(label, record):
+            if record is None:
+                progress.update(bar, description=label)
+            else:
+                progress.update(bar, advance=1, description=f"{label}: {record.final_state}")
+
+        return run_drill(scenarios, sides=sides, repeats=args.repeats, config=cfg, database=database,
+                         heartbeat_timeout=args.heartbeat_timeout, concurrency=args.concurrency,
+                         on_progress=on_progress)
+
+
+def _has_databricks() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("airflow.providers.databricks") is not None
+
+
+def drill_command(args) -> None:  # `airflow resilience drill`
+    sys.exit(run(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m airflow_resilience.drills", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
