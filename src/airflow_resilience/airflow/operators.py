@@ -36,6 +36,16 @@ from airflow_resilience.resumable import (
 log = logging.getLogger(__name__)
 
 
+def _count(name: str, **tags: str) -> None:
+    """``resilience.<name>`` counter (never raises: metrics must not change a task's outcome)."""
+    try:
+        from airflow.sdk.observability.stats import Stats
+
+        Stats.incr(f"resilience.{name}", tags=tags)
+    except Exception:
+        log.debug("metric resilience.%s not emitted", name, exc_info=True)
+
+
 def _resume_entry(execute: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a class's ``execute``: enter the saved resume point instead, when there is one."""
 
@@ -59,6 +69,7 @@ def _resume_entry(execute: Callable[..., Any]) -> Callable[..., Any]:
                 point.method, ", ".join(sorted(point.kwargs)), point.saved_by_try,
             )
             self.resumed_from = point
+            _count("resumes", operator=type(self).__name__, method=point.method)
             return method(context, **point.kwargs)
         finally:
             self._resilience_entered = False
@@ -118,6 +129,7 @@ class ResumableOperator(BaseOperator):
     def submit_once_detail(self, context: Any, submit, find=None, **kwargs: Any) -> Submission:
         sub = submit_once(Checkpoint.current(), TaskIdentity.from_context(context), submit, find, **kwargs)
         self.log.info("airflow-resilience: job %s (%s, token %s)", sub.job_id, sub.outcome, sub.token)
+        _count("submissions", operator=type(self).__name__, outcome=sub.outcome)
         return sub
 
 
@@ -220,6 +232,7 @@ class SubmitOnceMixin:
         self.log.info(  # type: ignore[attr-defined]
             "airflow-resilience: job %s (%s, token %s)", sub.job_id, sub.outcome, sub.token
         )
+        _count("submissions", operator=type(self).__name__, outcome=sub.outcome)
         return sub
 
     def execute_resumable(self, context: Any) -> Any:
