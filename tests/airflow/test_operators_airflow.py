@@ -163,3 +163,17 @@ def test_generic_external_job_found_by_token_after_kill(airflow_env, marks, job_
     runs = job_server.runs(run_name=run_id)
     assert len(runs) == 1 and runs[0]["result_state"] == "SUCCESS"
     assert not [e for e in marks.read() if e["t"] == 2 and e["ev"] == "after_submit"]  # found, not resubmitted
+
+
+def test_three_phase_operator_drained_by_sigterm_resumes_in_phase_2(airflow_env, marks):
+    """An eviction's SIGTERM while in phase 2: the attempt drains (no retry spent) and the next attempt
+    enters phase 2 with the saved kwargs."""
+    af, dag = airflow_env, "ops_three_phase"
+    run_id = start(af, marks, dag, steps=5, pause_at="run")
+    marks.wait_for(lambda e: e["ev"] == "run" and e["t"] == 1)
+    af.signal_runner(dag, run_id, "job", signal.SIGTERM)
+    assert af.wait_for_run(dag, run_id, timeout=180) == "success"
+    events = [(e["t"], e["ev"]) for e in marks.read() if e["ev"] in ("provision", "run", "cleanup")]
+    assert events == [(1, "provision"), (1, "run"), (2, "run"), (2, "cleanup")]
+    ledger = af.state_store(dag, run_id, "job")["resilience:ledger"]["attempts"]
+    assert [(a["cause"]["kind"], a["verdict"]) for a in ledger] == [("infrastructure", "grant")]

@@ -88,14 +88,20 @@ def timeline_png(result: DrillResult) -> str:
         t0 = run.triggered_at
         labels.append(f"{run.side} · {run.scenario}")
         prev_end = None
+        hits = sorted(d["at"] for d in run.disruptions)
         for a in sorted(run.attempts, key=lambda a: a.try_number):
             if a.start is None:
                 continue
             end = a.end if a.end is not None else a.start
             if prev_end is not None and a.start > prev_end:
                 ax.barh(row, a.start - prev_end, left=prev_end - t0, color=STATE_COLORS["waiting"], height=0.5)
-            kind = "failed" if a.state in ("failed", "up_for_retry") else ("resumed" if a.try_number > 1 else "running")
-            ax.barh(row, max(end - a.start, 0.1), left=a.start - t0, color=STATE_COLORS[kind], height=0.5)
+            color = STATE_COLORS["resumed" if a.try_number > 1 else "running"]
+            hit = next((h for h in hits if a.start <= h < end), None)
+            if hit is None:
+                ax.barh(row, max(end - a.start, 0.1), left=a.start - t0, color=color, height=0.5)
+            else:  # running until the disruption, then disrupted until Airflow ended the attempt
+                ax.barh(row, hit - a.start, left=a.start - t0, color=color, height=0.5)
+                ax.barh(row, max(end - hit, 0.1), left=hit - t0, color=STATE_COLORS["failed"], height=0.5)
             prev_end = end
         for d in run.disruptions:
             ax.plot(d["at"] - t0, row, marker="x", color="black", markersize=9, mew=2)
@@ -104,10 +110,10 @@ def timeline_png(result: DrillResult) -> str:
     ax.set_xlabel("seconds since the DAG run was triggered")
     ax.set_title("Attempts per run (x = disruption)")
     ax.legend(handles=[
-        Patch(color=STATE_COLORS["running"], label="first attempt"),
-        Patch(color=STATE_COLORS["resumed"], label="later attempt (ours: resumed)"),
-        Patch(color=STATE_COLORS["failed"], label="attempt that failed / was disrupted"),
+        Patch(color=STATE_COLORS["running"], label="running (first attempt)"),
+        Patch(color=STATE_COLORS["failed"], label="disrupted, until Airflow ended the attempt"),
         Patch(color=STATE_COLORS["waiting"], label="waiting for the next attempt"),
+        Patch(color=STATE_COLORS["resumed"], label="next attempt (ours: resumed)"),
     ], loc="lower right", fontsize=7)
     return _png(fig)
 
