@@ -88,10 +88,11 @@ def test_summary_ratios_and_report_round_trip(tmp_path):
     result = DrillResult({"kind": "drill", "database": "postgres", "heartbeat_timeout_shortened": True, "heartbeat_timeout_s": 30}, [stock, ours])
     summary = {row["side"]: row for row in result.summary()}
     assert summary["stock"]["recovered_s_median"] == 30.0 and summary["ours"]["retries_spent_total"] == 0
-    assert result.ratios() == [{"scenario": "eviction", "recover_ratio": 10.0, "redone_ratio": None}]
+    assert result.ratios() == [{"scenario": "eviction", "recover_ratio": 10.0, "redone_ratio": None, "redone_s": (2.0, 0.0)}]
 
     text = terminal_summary(result)
     assert "task_instance_heartbeat_timeout = 30 s" in text and "invariants: all held" in text
+    assert "eviction: recover x10.0, redone 2.0 s vs 0.0 s" in text
 
     path = tmp_path / "results.json"
     result.save(path)

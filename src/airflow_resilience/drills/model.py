@@ -188,6 +188,7 @@ class DrillResult:
                 "scenario": scenario,
                 "recover_ratio": _ratio(s["recovered_s_median"], o["recovered_s_median"]),
                 "redone_ratio": _ratio(s["work_redone_s_median"], o["work_redone_s_median"]),
+                "redone_s": (s["work_redone_s_median"], o["work_redone_s_median"]),
             })
         return out
 

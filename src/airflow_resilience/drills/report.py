@@ -41,7 +41,7 @@ def terminal_summary(result: DrillResult) -> str:
     ratios = result.ratios()
     if ratios:
         lines.append("stock / ours (medians): " + "; ".join(
-            f"{r['scenario']}: recover x{_fmt(r['recover_ratio'])}, redone x{_fmt(r['redone_ratio'])}" for r in ratios
+            f"{r['scenario']}: recover x{_fmt(r['recover_ratio'])}, redone {_redone(r)}" for r in ratios
         ))
     bad = [(r, v) for r in result.runs for v in r.violations]
     if bad:
@@ -53,6 +53,13 @@ def terminal_summary(result: DrillResult) -> str:
     if meta.get("failed_runs"):
         lines.append(f"runs that could not be measured: {meta['failed_runs']}")
     return "\n".join(lines)
+
+
+def _redone(ratio: dict[str, Any]) -> str:
+    if ratio["redone_ratio"] is not None:
+        return f"x{_fmt(ratio['redone_ratio'])}"
+    stock, ours = ratio["redone_s"]
+    return f"{_fmt(stock)} s vs {_fmt(ours)} s"
 
 
 def _fmt(value: Any) -> str:
@@ -187,7 +194,7 @@ def html_report(result: DrillResult) -> str:
     if ratios:
         parts.append("<h3>Stock ÷ ours</h3>")
         parts.append(_table(["scenario", "time to recover", "work redone"],
-                            [[r["scenario"], _fmt(r["recover_ratio"]), _fmt(r["redone_ratio"])] for r in ratios]))
+                            [[r["scenario"], _fmt(r["recover_ratio"]), _redone(r)] for r in ratios]))
     try:
         parts.append(f"<h2>Cost per scenario</h2><img alt='bars' src='data:image/png;base64,{bars_png(result)}'>")
         parts.append(f"<h2>Timeline</h2><img alt='timeline' src='data:image/png;base64,{timeline_png(result)}'>")
