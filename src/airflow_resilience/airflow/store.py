@@ -20,6 +20,23 @@ from airflow_resilience.errors import CheckpointStoreError, StaleAttemptError
 _FENCED_STATUS = {404}
 
 
+def _hold_alarm() -> bool:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    return True
+
+
+def _release_alarm(held: bool) -> None:
+    if held:
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a pending alarm is delivered now
+
+
 class TaskStateStore:
     """The state store of the running task instance, spoken to through the task supervisor."""
 
@@ -46,13 +63,17 @@ class TaskStateStore:
 
         from airflow_resilience.airflow.execution import store_call_finished, store_call_started
 
-        # A SIGTERM drain that arrives during the call is delivered again after it, never mid-request.
+        # A SIGTERM drain that arrives during the call is delivered again after it, never mid-request; an
+        # execution_timeout alarm (SIGALRM) is held until the answer is read: an exception raised in the
+        # middle of a request would leave its answer in the socket for the next request to read.
         store_call_started()
+        held = _hold_alarm()
         try:
             resp = SUPERVISOR_COMMS.send(msg)
         except AirflowRuntimeError as exc:
             self._raise(key, what, exc.error)
         finally:
+            _release_alarm(held)
             store_call_finished()
         if isinstance(resp, ErrorResponse) and what != "read":
             self._raise(key, what, resp)
