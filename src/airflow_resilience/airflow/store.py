@@ -73,8 +73,8 @@ class TaskStateStore:
         except AirflowRuntimeError as exc:
             self._raise(key, what, exc.error)
         finally:
-            _release_alarm(held)
             store_call_finished()
+            _release_alarm(held)  # last: a pending timeout raises from here
         if isinstance(resp, ErrorResponse) and what != "read":
             self._raise(key, what, resp)
         return resp
