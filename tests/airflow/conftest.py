@@ -44,6 +44,10 @@ def airflow_config(job_server) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
         "AIRFLOW__RESILIENCE__LOST_WORKER_CHECK_INTERVAL": "1",
+        # The DAG files do not change during the session: re-parse them rarely. Every parse writes to the
+        # metadata DB, and on SQLite (one writer at a time) that churn made the API server answer
+        # "Database error" under the heavier tests.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
     }
 
 

@@ -18,6 +18,8 @@ from airflow_resilience.errors import CheckpointStoreError, StaleAttemptError
 #: The execution API answers 404 for a task instance id that is no longer current (a newer try got a new
 #: id). 401/403 are authentication problems, not fencing: they stay retryable store errors.
 _FENCED_STATUS = {404}
+#: Pauses before asking again after a store error that is not fencing.
+RETRY_PAUSES = (0.5, 1.0, 2.0)
 
 
 def _hold_alarm() -> bool:
@@ -75,19 +77,34 @@ class TaskStateStore:
         finally:
             store_call_finished()
             _release_alarm(held)  # last: a pending timeout raises from here
-        if isinstance(resp, ErrorResponse) and what != "read":
-            self._raise(key, what, resp)
+        if isinstance(resp, ErrorResponse):
+            from airflow.sdk.exceptions import ErrorType
+
+            if what != "read" or resp.error != ErrorType.TASK_STORE_NOT_FOUND:
+                self._raise(key, what, resp)
         return resp
+
+    def _send_retrying(self, key: str, what: str, msg: Any) -> Any:
+        """``_send`` with up to 3 more tries, 0.5-2 s apart, for errors that are not fencing (a metadata
+        database busy with another writer, e.g. SQLite, answers 500). Writes are idempotent."""
+        for pause in RETRY_PAUSES:
+            try:
+                return self._send(key, what, msg)
+            except CheckpointStoreError as exc:
+                import logging
+                import time
+
+                logging.getLogger(__name__).warning("%s; trying again in %.1fs", exc, pause)
+                time.sleep(pause)
+        return self._send(key, what, msg)
 
     def get(self, key: str) -> Any | None:
         from airflow.sdk.exceptions import ErrorType
         from airflow.sdk.execution_time.comms import ErrorResponse, GetTaskStateStore
 
-        resp = self._send(key, "read", GetTaskStateStore(ti_id=self._ti_id, key=key))
-        if isinstance(resp, ErrorResponse):
-            if resp.error == ErrorType.TASK_STORE_NOT_FOUND:
-                return None
-            raise CheckpointStoreError(f"reading task state key {key!r} failed: {resp.detail}")
+        resp = self._send_retrying(key, "read", GetTaskStateStore(ti_id=self._ti_id, key=key))
+        if isinstance(resp, ErrorResponse) and resp.error == ErrorType.TASK_STORE_NOT_FOUND:
+            return None
         return resp.value
 
     def set(self, key: str, value: Any) -> None:
@@ -96,12 +113,12 @@ class TaskStateStore:
         expires_at = None
         if self._retention_days > 0:
             expires_at = datetime.now(tz=timezone.utc) + timedelta(days=self._retention_days)
-        self._send(key, "write", SetTaskStateStore(ti_id=self._ti_id, key=key, value=value, expires_at=expires_at))
+        self._send_retrying(key, "write", SetTaskStateStore(ti_id=self._ti_id, key=key, value=value, expires_at=expires_at))
 
     def delete(self, key: str) -> None:
         from airflow.sdk.execution_time.comms import DeleteTaskStateStore
 
-        self._send(key, "delete", DeleteTaskStateStore(ti_id=self._ti_id, key=key))
+        self._send_retrying(key, "delete", DeleteTaskStateStore(ti_id=self._ti_id, key=key))
 
     def _raise(self, key: str, what: str, resp: Any) -> NoReturn:
         detail = resp.detail if isinstance(resp.detail, dict) else {}

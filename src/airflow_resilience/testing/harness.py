@@ -308,7 +308,15 @@ class AirflowEnvironment:
                 resp.raise_for_status()
                 self._token = resp.json()["access_token"]
             headers["Authorization"] = f"Bearer {self._token}"
-        resp = httpx.request(method, f"{self.api_url}{path}", json=body, headers=headers, timeout=60)
+        for attempt in range(4):
+            resp = httpx.request(method, f"{self.api_url}{path}", json=body, headers=headers, timeout=60)
+            # SQLite allows one writer at a time: under load the API server answers 500 "Database error"
+            # (the transaction was rolled back). Asking again is safe and is what a user's retry does.
+            if resp.status_code == 500 and "Database error" in resp.text and attempt < 3:
+                log.warning("%s %s -> 500 Database error (%s); asking again", method, path, self.database_kind)
+                time.sleep(1.0 + attempt)
+                continue
+            break
         if resp.status_code >= 400:
             raise RuntimeError(f"{method} {path} -> {resp.status_code}: {resp.text}")
         return resp.json() if resp.content else None
