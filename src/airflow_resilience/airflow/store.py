@@ -22,21 +22,35 @@ _FENCED_STATUS = {404}
 RETRY_PAUSES = (0.5, 1.0, 2.0)
 
 
-def _hold_alarm() -> bool:
+def _hold_alarm() -> tuple[Any, list] | None:
+    """Hold Airflow's execution-timeout alarm (a SIGALRM handler that raises) for the length of a call.
+
+    The handler is swapped for one that only records the signal; :func:`_release_alarm` puts it back and
+    runs it if the alarm went off meanwhile. (Blocking the signal would not do: in a process with several
+    threads the kernel hands a process signal to any thread that does not block it.)
+    """
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        return False
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-    return True
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGALRM)
+    if not callable(previous):  # no timeout armed by a handler
+        return None
+    pending: list = []
+    signal.signal(signal.SIGALRM, lambda signum, frame: pending.append((signum, frame)))
+    return previous, pending
 
 
-def _release_alarm(held: bool) -> None:
-    if held:
-        import signal
+def _release_alarm(held: tuple[Any, list] | None) -> None:
+    if held is None:
+        return
+    import signal
 
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})  # a pending alarm is delivered now
+    previous, pending = held
+    signal.signal(signal.SIGALRM, previous)
+    if pending:
+        previous(*pending[0])  # the timeout fires now, after the answer was read
 
 
 class TaskStateStore:
