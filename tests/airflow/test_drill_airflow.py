@@ -42,3 +42,19 @@ def test_small_chaos_run_keeps_every_invariant(airflow_env, job_server):
     broken = [(r.run_id, r.disruptions, v) for r in result.runs for v in r.violations]
     assert broken == []
     assert all(r.final_state == "success" for r in result.runs)
+
+
+def test_drill_of_your_own_dag_uses_the_try_history(airflow_env, marks):
+    """A user's DAG (here infra_steps, already deployed) writes no drill marks: recovery is measured from
+    Airflow's try history."""
+    af = airflow_env
+    cfg = DrillConfig(dag_id="infra_steps", task_id="work", at_seconds=2,
+                      conf={"marks": str(marks.path), "steps": 20, "delay": 0.2})
+    result = run_drill([Scenario("oom", workload="dag")], sides=("ours",), environments={"ours": af}, config=cfg)
+    (run,) = result.runs
+    history = af.try_history("infra_steps", run.run_id, "work")
+    assert [(a.try_number, a.state) for a in run.attempts] == [(h.try_number, h.state) for h in history] == [
+        (1, "failed"), (2, "success")]
+    assert run.recovered_s == round(history[1].start_date.timestamp() - run.disruptions[0]["at"], 3)
+    assert run.work_redone_s is None and run.causes == ["infrastructure/signal.sigkill:grant"]
+    assert run.violations == []

@@ -17,6 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated disruptions, each one scenario ({', '.join(DISRUPTIONS)})")
     parser.add_argument("--workload", default="load", choices=["load", "job"],
                         help="load: a 'items x seconds' loop; job: a Databricks run on the loopback Jobs API server")
+    parser.add_argument("--dag-file", type=Path, default=None,
+                        help="drill your own DAG: the file to deploy (with --dag-id and --task-id)")
+    parser.add_argument("--dag-id", default=None, help="your DAG's id (with --dag-file)")
+    parser.add_argument("--task-id", default=None, help="the task of your DAG to disrupt (with --dag-file)")
+    parser.add_argument("--at-seconds", type=float, default=10.0,
+                        help="your DAG: disrupt this many seconds into the task's attempt")
+    parser.add_argument("--conf", default=None, help="your DAG: the run conf, as JSON")
     parser.add_argument("--repeats", type=int, default=1, help="runs per scenario and side (medians over them)")
     parser.add_argument("--items", type=int, default=30, help="items of the drill task")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds of work per item")
@@ -62,7 +69,20 @@ def _run(args: argparse.Namespace) -> DrillResult:
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     database = None if args.database == "auto" else args.database
-    cfg = DrillConfig(items=args.items, seconds=args.seconds, job_duration=args.job_duration, grace=args.grace)
+    import json
+
+    try:
+        conf = json.loads(args.conf) if args.conf else None
+    except ValueError as exc:
+        raise SystemExit(f"error: --conf is not JSON: {exc}") from None
+    cfg = DrillConfig(items=args.items, seconds=args.seconds, job_duration=args.job_duration, grace=args.grace,
+                      dag_file=args.dag_file, dag_id=args.dag_id, task_id=args.task_id, conf=conf,
+                      at_seconds=args.at_seconds)
+    try:
+        cfg.check()
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    workload = "dag" if args.dag_file else args.workload
     sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
     bad = [s for s in sides if s not in ("stock", "ours")]
     if bad:
@@ -80,7 +100,7 @@ def _run(args: argparse.Namespace) -> DrillResult:
             return chaos(args.chaos, seed=args.seed, config=cfg, database=database,
                          concurrency=args.concurrency, on_progress=on_progress,
                          workloads=("load", "job") if _has_databricks() else ("load",))
-        scenarios = [Scenario(k.strip(), at=args.at, workload=args.workload) for k in args.scenario.split(",") if k.strip()]
+        scenarios = [Scenario(k.strip(), at=args.at, workload=workload) for k in args.scenario.split(",") if k.strip()]
         total = len(scenarios) * len(sides) * args.repeats
         bar = progress.add_task("booting Airflow", total=total)
 

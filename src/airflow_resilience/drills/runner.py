@@ -51,7 +51,9 @@ class Scenario:
 
     disruption: str
     at: float = 1 / 3
-    workload: str = "load"  # "load" (items loop) or "job" (a Databricks run on the loopback server)
+    #: "load" (the drill's items loop), "job" (a Databricks run on the loopback server) or "dag" (your
+    #: own DAG: ``DrillConfig.dag_file``/``dag_id``/``task_id``, disrupted ``at_seconds`` into the attempt)
+    workload: str = "load"
     count: int = 1
     name: str = ""
 
@@ -60,8 +62,8 @@ class Scenario:
             raise ValueError(f"unknown disruption {self.disruption!r}; choose from {', '.join(DISRUPTIONS)}")
         if not 0 < self.at < 1:
             raise ValueError(f"Scenario.at is a fraction of the work in (0, 1), got {self.at!r}")
-        if self.workload not in ("load", "job"):
-            raise ValueError(f"Scenario.workload must be 'load' or 'job', got {self.workload!r}")
+        if self.workload not in ("load", "job", "dag"):
+            raise ValueError(f"Scenario.workload must be 'load', 'job' or 'dag', got {self.workload!r}")
 
     @property
     def label(self) -> str:
@@ -75,16 +77,29 @@ class DrillConfig:
     job_duration: float = 20.0
     grace: float = 10.0
     run_timeout: float = 900.0
+    #: your own DAG (workload "dag"): the file to deploy, the DAG and the task to disrupt, the run conf,
+    #: and how many seconds into the attempt the disruption comes
+    dag_file: Path | None = None
+    dag_id: str | None = None
+    task_id: str | None = None
+    conf: dict[str, Any] | None = None
+    at_seconds: float = 10.0
+
+    def check(self) -> None:
+        if self.dag_file is not None and not Path(self.dag_file).is_file():
+            raise ValueError(f"--dag-file {self.dag_file}: no such file")
+        if (self.dag_id is None) != (self.task_id is None) or (self.dag_file is not None and self.dag_id is None):
+            raise ValueError("a drill of your own DAG needs --dag-id and --task-id (and --dag-file to deploy it)")
 
 
 # ---------------------------------------------------------------------------------------------- disrupt
-def disrupt(af: Any, kind: str, dag_id: str, run_id: str, grace: float) -> dict[str, Any]:
+def disrupt(af: Any, kind: str, dag_id: str, run_id: str, grace: float, task_id: str = TASK) -> dict[str, Any]:
     """Inject one disruption into the running task instance (or the deployment); returns what was done."""
     import psutil
 
     at = time.time()
     if kind in ("eviction", "lost_worker", "oom"):
-        procs = af.task_processes(dag_id, run_id, TASK)
+        procs = af.task_processes(dag_id, run_id, task_id)
         supervisor, runner = psutil.Process(procs.supervisor), psutil.Process(procs.runner)
         if kind == "oom":
             runner.send_signal(signal.SIGKILL)
@@ -149,11 +164,16 @@ def run_one(
     tag = secrets.token_hex(3)
     run_id = f"drill__{side}__{scenario.label}__{tag}"
     marks = workdir / f"{run_id}.jsonl"
+    task = TASK
     if scenario.workload == "job":
         if job_server is None:
             raise ValueError("a 'job' scenario needs the loopback job server (job_server=...)")
         dag_id = "resilience_drill_job" if side == "ours" else "resilience_drill_job_stock"
         conf = {"marks": str(marks), "duration": cfg.job_duration}
+    elif scenario.workload == "dag":
+        if not (cfg.dag_id and cfg.task_id):
+            raise ValueError("a 'dag' scenario needs DrillConfig.dag_id and task_id")
+        dag_id, task, conf = cfg.dag_id, cfg.task_id, dict(cfg.conf or {})
     else:
         dag_id = LOAD_DAG
         conf = {"marks": str(marks), "items": cfg.items, "seconds": cfg.seconds, "checkpoint": side == "ours"}
@@ -161,46 +181,59 @@ def run_one(
     af.trigger(dag_id, conf=conf, run_id=run_id)
     fractions = at_fractions or [scenario.at] * scenario.count
     disruptions: list[dict[str, Any]] = []
+
+    def ti():
+        return af.task_instance(dag_id, run_id, task)
+
     for n, fraction in enumerate(sorted(fractions)):
         if scenario.workload == "job":
             target = cfg.job_duration * fraction
             _wait(lambda: any(r["running_seconds"] >= target for r in job_server.runs(run_name=run_id)),
                   cfg.run_timeout, f"{run_id}: the job {fraction:.0%} done")
+        elif scenario.workload == "dag":
+            _wait(lambda: (row := ti()).state == "running" and row.start_date is not None
+                  and time.time() - row.start_date.timestamp() >= cfg.at_seconds,
+                  cfg.run_timeout, f"{run_id}: {task} running for {cfg.at_seconds}s")
         else:
             target = max(1, math.ceil(cfg.items * fraction))
             _wait(lambda: len({m["i"] for m in _read_marks(marks) if m["ev"] == "item-end"}) >= target,
                   cfg.run_timeout, f"{run_id}: {target} items done")
         # the task instance must be running (a previous disruption's retry may still be starting)
-        _wait(lambda: af.task_instance(dag_id, run_id, TASK).state == "running" and af.task_instance(dag_id, run_id, TASK).pid,
-              cfg.run_timeout, f"{run_id}: task running")
-        try_before = af.task_instance(dag_id, run_id, TASK).try_number
+        _wait(lambda: (row := ti()).state == "running" and row.pid, cfg.run_timeout, f"{run_id}: task running")
+        try_before = ti().try_number
         try:
-            done = disrupt(af, scenario.disruption, dag_id, run_id, cfg.grace)
+            done = disrupt(af, scenario.disruption, dag_id, run_id, cfg.grace, task)
         except LookupError:  # it ended (or moved on) in between: no disruption this time
             continue
         done["try_number"] = try_before
         disruptions.append(done)
         if n + 1 < len(fractions):  # the next disruption hits the next attempt once it makes progress
-            _wait(lambda: any(m["ev"] == "attempt-start" and m["t"] > try_before for m in _read_marks(marks)),
-                  cfg.run_timeout, f"{run_id}: the attempt after try {try_before}")
-    state = af.wait_for_run(dag_id, run_id, timeout=cfg.run_timeout)
-    return measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server)
+            if scenario.workload == "dag":
+                _wait(lambda: (row := ti()).try_number > try_before and row.state == "running",
+                      cfg.run_timeout, f"{run_id}: the attempt after try {try_before}")
+            else:
+                _wait(lambda: any(m["ev"] == "attempt-start" and m["t"] > try_before for m in _read_marks(marks)),
+                      cfg.run_timeout, f"{run_id}: the attempt after try {try_before}")
+    af.wait_for_run(dag_id, run_id, timeout=cfg.run_timeout)
+    return measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server, task)
 
 
-def measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server) -> RunRecord:
+def measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server, task=TASK) -> RunRecord:
     events = _read_marks(marks)
-    history = af.try_history(dag_id, run_id, TASK)
+    history = af.try_history(dag_id, run_id, task)
     attempts = [
         Attempt(h.try_number, h.start_date.timestamp() if h.start_date else None,
                 h.end_date.timestamp() if h.end_date else None, h.state)
         for h in history
     ]
-    ledger = (af.state_store(dag_id, run_id, TASK).get("resilience:ledger") or {}).get("attempts", [])
+    ledger = (af.state_store(dag_id, run_id, task).get("resilience:ledger") or {}).get("attempts", [])
     counts: dict[str, int] = {}
     for m in events:
         if m["ev"] == "item-end":
             counts[str(m["i"])] = counts.get(str(m["i"]), 0) + 1
     progress = [(m["t"], m["at"]) for m in events if m["ev"] in ("item-end", "attempt-start")]
+    if scenario.workload == "dag":  # your DAG writes no progress marks: a later try starting is recovery
+        progress = [(a.try_number, a.start) for a in attempts if a.start is not None]
     first = disruptions[0] if disruptions else None
     job_runs = len(job_server.runs(run_name=run_id)) if scenario.workload == "job" and job_server else None
     record = RunRecord(
@@ -219,7 +252,7 @@ def measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptio
         causes=[f"{a['cause']['kind']}/{a['cause']['reason']}:{a['verdict']}" for a in ledger],
         retries_spent=retries_spent(side, len(attempts), [a["cause"]["kind"] for a in ledger]),
         recovered_s=time_to_recover(first["at"], progress, first["try_number"]) if first else None,
-        work_redone_s=work_redone(counts, cfg.seconds if scenario.workload == "load" else 0.0),
+        work_redone_s=None if scenario.workload == "dag" else work_redone(counts, cfg.seconds if scenario.workload == "load" else 0.0),
         job_runs=job_runs,
     )
     if side == "ours":
@@ -228,7 +261,8 @@ def measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptio
 
 
 # ---------------------------------------------------------------------------------------------- drills
-def boot(side: str, *, database: str | None, heartbeat_timeout: int | None, job_server: Any, parallelism: int = 4):
+def boot(side: str, *, database: str | None, heartbeat_timeout: int | None, job_server: Any, parallelism: int = 4,
+         extra_dags: list[Path] | None = None):
     from airflow_resilience.testing import AirflowEnvironment
 
     config: dict[str, str] = {}
@@ -239,7 +273,9 @@ def boot(side: str, *, database: str | None, heartbeat_timeout: int | None, job_
         config["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL"] = "2"
     if job_server is not None:
         config["AIRFLOW_CONN_DATABRICKS_DEFAULT"] = job_server.airflow_connection()
-    return AirflowEnvironment.create(dags=[DRILL_DAGS], database=database, config=config, parallelism=parallelism)
+    return AirflowEnvironment.create(
+        dags=[DRILL_DAGS, *(extra_dags or [])], database=database, config=config, parallelism=parallelism
+    )
 
 
 def run_drill(
@@ -257,6 +293,7 @@ def run_drill(
 ) -> DrillResult:
     """Run every scenario ``repeats`` times on each side; the sides run at the same time."""
     cfg = config or DrillConfig()
+    cfg.check()
     workdir = Path(tempfile.mkdtemp(prefix="resilience-drill-"))
     owned_server = None
     if job_server is None and any(s.workload == "job" for s in scenarios):
@@ -274,8 +311,10 @@ def run_drill(
         for side in owned:
             if on_progress:
                 on_progress(f"booting the {side} Airflow", None)
+        extra = [Path(cfg.dag_file)] if cfg.dag_file else []
         threads = [threading.Thread(target=lambda s=side: boots.__setitem__(s, boot(
-            s, database=database, heartbeat_timeout=heartbeat_timeout, job_server=job_server))) for side in owned]
+            s, database=database, heartbeat_timeout=heartbeat_timeout, job_server=job_server, extra_dags=extra)))
+            for side in owned]
         for t in threads:
             t.start()
         for t in threads:
