@@ -43,10 +43,7 @@ def scenario(af, name: str, checkpoint: bool, args, out: dict) -> None:
     if name == "eviction":
         os.kill(procs.supervisor, signal.SIGTERM)
         time.sleep(10)
-        try:
-            os.kill(procs.supervisor, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        af.end_grace(procs)  # SIGKILL of what still runs the evicted attempt (stock: all of it)
     else:
         os.kill(procs.supervisor, signal.SIGKILL)
     state = af.wait_for_run("bench_load", run_id, timeout=900)

@@ -64,10 +64,7 @@ def scenario(af, server, side: str, name: str, args, out: dict) -> None:
     os.kill(procs.supervisor if victim == "supervisor" else procs.runner, sig)
     if sig == signal.SIGTERM:
         time.sleep(10)
-        try:
-            os.kill(procs.supervisor, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        af.end_grace(procs)  # SIGKILL of what still runs the evicted attempt
     state = af.wait_for_run(dag, run_id, timeout=1800)
     finished = time.time()
     time.sleep(1)

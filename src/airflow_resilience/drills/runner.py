@@ -107,22 +107,12 @@ def disrupt(af: Any, kind: str, dag_id: str, run_id: str, grace: float, task_id:
         if kind == "lost_worker":
             supervisor.send_signal(signal.SIGKILL)
             return {"kind": kind, "at": at, "target_pid": procs.supervisor}
-        # eviction: SIGTERM to the pod's processes' parent, then SIGKILL of what is left after the grace
+        # eviction: SIGTERM to the pod's processes' parent, SIGKILL of what still runs after the grace
         supervisor.send_signal(signal.SIGTERM)
 
         def finish() -> None:
-            # The grace is over: the pod is killed with what still runs in it. Under LocalExecutor the
-            # supervisor is a long-lived executor worker process that takes the next task once this one
-            # handed back, so it is killed only while this task's runner still lives in it.
             time.sleep(grace)
-            try:
-                if not runner.is_running():  # psutil checks the create time: never a recycled PID
-                    return
-                runner.send_signal(signal.SIGKILL)
-                if supervisor.is_running():
-                    supervisor.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
+            af.end_grace(procs)
 
         threading.Thread(target=finish, daemon=True, name="drill-grace").start()
         return {"kind": kind, "at": at, "target_pid": procs.supervisor, "grace_s": grace}

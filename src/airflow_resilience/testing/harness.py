@@ -93,6 +93,9 @@ class TaskProcesses:
 
     runner: int
     supervisor: int
+    #: process create times (psutil), so that a later signal never hits a recycled PID
+    runner_created: float | None = None
+    supervisor_created: float | None = None
 
 
 @dataclass
@@ -474,7 +477,41 @@ class AirflowEnvironment:
         if ti.state != "running" or not ti.pid:
             raise LookupError(f"{dag_id}/{run_id}/{task_id} is {ti.state!r} with pid {ti.pid}: not running")
         runner = psutil.Process(ti.pid)
-        return TaskProcesses(runner=runner.pid, supervisor=runner.ppid())
+        supervisor = psutil.Process(runner.ppid())
+        return TaskProcesses(
+            runner=runner.pid, supervisor=supervisor.pid,
+            runner_created=runner.create_time(), supervisor_created=supervisor.create_time(),
+        )
+
+    @staticmethod
+    def end_grace(procs: TaskProcesses) -> bool:
+        """The end of an eviction's grace period: SIGKILL the task's runner and supervisor — but only while
+        that runner still lives. Under the LocalExecutor the supervisor is an executor worker process that
+        takes the next task once this one has handed back; killing it then hits an unrelated task, or, if
+        it is idle inside the executor's queue, leaves the queue's lock held and every other worker stuck.
+        Returns whether anything was killed."""
+        import psutil
+
+        def same(pid: int, created: float | None) -> psutil.Process | None:
+            try:
+                proc = psutil.Process(pid)
+                if created is not None and abs(proc.create_time() - created) > 0.01:
+                    return None  # the PID was recycled
+                return proc if proc.status() != psutil.STATUS_ZOMBIE else None
+            except psutil.NoSuchProcess:
+                return None
+
+        runner = same(procs.runner, procs.runner_created)
+        if runner is None:
+            return False
+        try:
+            runner.kill()
+            supervisor = same(procs.supervisor, procs.supervisor_created)
+            if supervisor is not None:
+                supervisor.kill()
+        except psutil.NoSuchProcess:
+            pass
+        return True
 
     def signal_runner(self, dag_id: str, run_id: str, task_id: str, sig: int, map_index: int = -1) -> int:
         pid = self.task_processes(dag_id, run_id, task_id, map_index).runner
