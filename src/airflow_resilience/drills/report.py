@@ -28,12 +28,13 @@ def terminal_summary(result: DrillResult) -> str:
             f"note: [scheduler] task_instance_heartbeat_timeout = {meta['heartbeat_timeout_s']} s on both sides "
             "(stock: 300 s) to keep the drill short; stock's lost-worker times scale with it"
         )
-    head = f"{'scenario':<22}{'side':<7}{'runs':>5}{'ok':>4}{'recover s':>11}{'redone s':>10}{'retries':>9}{'tries':>7}{'job runs':>10}{'violations':>11}"
+    width = max([22] + [len(r.scenario) + 2 for r in result.runs])
+    head = f"{'scenario':<{width}}{'side':<7}{'runs':>5}{'ok':>4}{'recover s':>11}{'redone s':>10}{'retries':>9}{'tries':>7}{'job runs':>10}{'violations':>11}"
     lines.append(head)
     lines.append("-" * len(head))
     for row in result.summary():
         lines.append(
-            f"{row['scenario']:<22}{row['side']:<7}{row['runs']:>5}{row['success']:>4}"
+            f"{row['scenario']:<{width}}{row['side']:<7}{row['runs']:>5}{row['success']:>4}"
             f"{_fmt(row['recovered_s_median']):>11}{_fmt(row['work_redone_s_median']):>10}"
             f"{row['retries_spent_total']:>9}{_fmt(row['tries_median']):>7}{_fmt(row['job_runs_total']):>10}"
             f"{row['violations']:>11}"
