@@ -46,6 +46,14 @@ def _count(name: str, **tags: str) -> None:
         log.debug("metric resilience.%s not emitted", name, exc_info=True)
 
 
+def _submit_once_for(operator: Any, context: Any, submit, find, **kwargs: Any) -> Submission:
+    """:func:`submit_once` for the running task instance of ``operator``, logged and counted."""
+    sub = submit_once(Checkpoint.current(), TaskIdentity.from_context(context), submit, find, **kwargs)
+    operator.log.info("airflow-resilience: job %s (%s, token %s)", sub.job_id, sub.outcome, sub.token)
+    _count("submissions", operator=type(operator).__name__, outcome=sub.outcome)
+    return sub
+
+
 def _resume_entry(execute: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a class's ``execute``: enter the saved resume point instead, when there is one."""
 
@@ -127,10 +135,7 @@ class ResumableOperator(BaseOperator):
         ).job_id
 
     def submit_once_detail(self, context: Any, submit, find=None, **kwargs: Any) -> Submission:
-        sub = submit_once(Checkpoint.current(), TaskIdentity.from_context(context), submit, find, **kwargs)
-        self.log.info("airflow-resilience: job %s (%s, token %s)", sub.job_id, sub.outcome, sub.token)
-        _count("submissions", operator=type(self).__name__, outcome=sub.outcome)
-        return sub
+        return _submit_once_for(self, context, submit, find, **kwargs)
 
 
 class ExternalJobOperator(ResumableOperator):
@@ -220,20 +225,15 @@ class SubmitOnceMixin:
 
     def submit_once_for(self, context: Any) -> Submission:
         has_find = type(self).find_job is not SubmitOnceMixin.find_job
-        sub = submit_once(
-            Checkpoint.current(),
-            TaskIdentity.from_context(context),
+        return _submit_once_for(
+            self,
+            context,
             lambda token: self.submit_job_with_token(context, token),
             (lambda token: self.find_job(token, context)) if has_find else None,
             key=getattr(self, "external_id_key", "job"),
             reuse=lambda external_id: self._job_reusable(external_id, context),
             dedupes_by_token=self.token_dedupes_submission,
         )
-        self.log.info(  # type: ignore[attr-defined]
-            "airflow-resilience: job %s (%s, token %s)", sub.job_id, sub.outcome, sub.token
-        )
-        _count("submissions", operator=type(self).__name__, outcome=sub.outcome)
-        return sub
 
     def execute_resumable(self, context: Any) -> Any:
         if not getattr(self, "durable", True):

@@ -9,11 +9,15 @@ anything else :class:`CheckpointStoreError`.
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 from uuid import UUID
 
 from airflow_resilience.errors import CheckpointStoreError, StaleAttemptError
+
+log = logging.getLogger(__name__)
 
 #: The execution API answers 404 for a task instance id that is no longer current (a newer try got a new
 #: id). 401/403 are authentication problems, not fencing: they stay retryable store errors.
@@ -105,10 +109,7 @@ class TaskStateStore:
             try:
                 return self._send(key, what, msg)
             except CheckpointStoreError as exc:
-                import logging
-                import time
-
-                logging.getLogger(__name__).warning("%s; trying again in %.1fs", exc, pause)
+                log.warning("%s; trying again in %.1fs", exc, pause)
                 time.sleep(pause)
         return self._send(key, what, msg)
 

@@ -22,7 +22,8 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,68 @@ def boot(side: str, *, database: str | None, heartbeat_timeout: int | None, job_
     )
 
 
+@contextmanager
+def _job_server(given: Any, needed: bool) -> Iterator[Any]:
+    """The loopback job server to use: the caller's, or one started (and stopped) here when needed."""
+    if given is not None or not needed:
+        yield given
+        return
+    from airflow_resilience.testing.jobserver import JobServer
+
+    server = JobServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _run_concurrently(
+    calls: list[tuple[str, Callable[[], RunRecord]]],
+    *,
+    concurrency: int,
+    stagger: float,
+    on_progress: Callable[[str, RunRecord | None], None] | None,
+) -> tuple[list[RunRecord], list[tuple[str, BaseException]]]:
+    """Run ``(label, call)`` pairs, ``concurrency`` at a time, started ``stagger`` seconds apart. A call that
+    raises is logged and returned with its label; the others go on."""
+    runs: list[RunRecord] = []
+    errors: list[tuple[str, BaseException]] = []
+    lock = threading.Lock()
+    semaphore = threading.Semaphore(concurrency)
+
+    def one(label: str, call: Callable[[], RunRecord]) -> None:
+        with semaphore:
+            try:
+                record = call()
+            except BaseException as exc:  # reported at the end
+                log.exception("drill run %s failed", label)
+                with lock:
+                    errors.append((label, exc))
+                return
+            with lock:
+                runs.append(record)
+            if on_progress:
+                on_progress(label, record)
+
+    threads = [threading.Thread(target=one, args=item) for item in calls]
+    for t in threads:
+        t.start()
+        time.sleep(stagger)
+    for t in threads:
+        t.join()
+    return runs, errors
+
+
+def _config_meta(cfg: DrillConfig) -> dict[str, Any]:
+    return {
+        "items": cfg.items,
+        "item_seconds": cfg.seconds,
+        "job_duration_s": cfg.job_duration,
+        "grace_s": cfg.grace,
+        "airflow": _airflow_version(),
+    }
+
+
 def run_drill(
     scenarios: list[Scenario],
     *,
@@ -285,72 +348,49 @@ def run_drill(
     cfg = config or DrillConfig()
     cfg.check()
     workdir = Path(tempfile.mkdtemp(prefix="resilience-drill-"))
-    owned_server = None
-    if job_server is None and any(s.workload == "job" for s in scenarios):
-        from airflow_resilience.testing.jobserver import JobServer
-
-        job_server = owned_server = JobServer().start()
     envs = dict(environments or {})
     owned = [s for s in sides if s not in envs]
     runs: list[RunRecord] = []
-    lock = threading.Lock()
     errors: list[BaseException] = []
     started = time.time()
-    try:
-        boots = {}
-        for side in owned:
-            if on_progress:
-                on_progress(f"booting the {side} Airflow", None)
-        extra = [Path(cfg.dag_file)] if cfg.dag_file else []
-        threads = [threading.Thread(target=lambda s=side: boots.__setitem__(s, boot(
-            s, database=database, heartbeat_timeout=heartbeat_timeout, job_server=job_server, extra_dags=extra)))
-            for side in owned]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        envs.update(boots)
-        missing = [s for s in sides if s not in envs]
-        if missing:
-            raise RuntimeError(f"could not boot the {', '.join(missing)} Airflow (see the log above)")
-
-        def side_worker(side: str) -> None:
-            af = envs[side]
-            jobs = [sc for sc in scenarios for _ in range(repeats)]
-            semaphore = threading.Semaphore(concurrency)
-
-            def one(sc: Scenario) -> None:
-                with semaphore:
-                    try:
-                        record = run_one(af, side, sc, cfg, workdir, job_server=job_server)
-                    except BaseException as exc:  # reported at the end, the other runs go on
-                        log.exception("drill run %s/%s failed", side, sc.label)
-                        with lock:
-                            errors.append(exc)
-                        return
-                    with lock:
-                        runs.append(record)
-                    if on_progress:
-                        on_progress(f"{side} {sc.label}", record)
-
-            threads = [threading.Thread(target=one, args=(sc,)) for sc in jobs]
+    with _job_server(job_server, any(s.workload == "job" for s in scenarios)) as server:
+        try:
+            boots = {}
+            for side in owned:
+                if on_progress:
+                    on_progress(f"booting the {side} Airflow", None)
+            extra = [Path(cfg.dag_file)] if cfg.dag_file else []
+            threads = [threading.Thread(target=lambda s=side: boots.__setitem__(s, boot(
+                s, database=database, heartbeat_timeout=heartbeat_timeout, job_server=server, extra_dags=extra)))
+                for side in owned]
             for t in threads:
                 t.start()
-                time.sleep(0.5)
             for t in threads:
                 t.join()
+            envs.update(boots)
+            missing = [s for s in sides if s not in envs]
+            if missing:
+                raise RuntimeError(f"could not boot the {', '.join(missing)} Airflow (see the log above)")
 
-        workers = [threading.Thread(target=side_worker, args=(side,)) for side in sides]
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join()
-    finally:
-        for side in owned:
-            if side in envs:
-                envs[side].stop()
-        if owned_server is not None:
-            owned_server.stop()
+            def side_worker(side: str) -> None:
+                calls = [
+                    (f"{side} {sc.label}",
+                     lambda sc=sc: run_one(envs[side], side, sc, cfg, workdir, job_server=server))
+                    for sc in scenarios for _ in range(repeats)
+                ]
+                done, failed = _run_concurrently(calls, concurrency=concurrency, stagger=0.5, on_progress=on_progress)
+                runs.extend(done)
+                errors.extend(exc for _label, exc in failed)
+
+            workers = [threading.Thread(target=side_worker, args=(side,)) for side in sides]
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+        finally:
+            for side in owned:
+                if side in envs:
+                    envs[side].stop()
     if errors and not runs:
         raise errors[0]
     database_kind = next(iter(envs.values())).database_kind if envs else database
@@ -361,14 +401,10 @@ def run_drill(
         "database": database_kind,
         "sides": list(sides),
         "repeats": repeats,
-        "items": cfg.items,
-        "item_seconds": cfg.seconds,
-        "job_duration_s": cfg.job_duration,
-        "grace_s": cfg.grace,
         "heartbeat_timeout_s": heartbeat_timeout or 300,
         "heartbeat_timeout_shortened": bool(heartbeat_timeout),
         "failed_runs": [repr(e) for e in errors],
-        "airflow": _airflow_version(),
+        **_config_meta(cfg),
     }
     order = {(s.label, side): i for i, s in enumerate(scenarios) for side in sides}
     runs.sort(key=lambda r: (order.get((r.scenario, r.side), 0), r.side, r.triggered_at))
@@ -401,48 +437,24 @@ def chaos(
         plan.append((Scenario(kind, at=fractions[0], workload=workload, count=count, name=f"chaos-{kind}-{workload}"), fractions))
         total += count
     cfg = config or DrillConfig(items=16, seconds=0.5, job_duration=12, grace=5)
-    owned_server = None
-    if job_server is None and "job" in workloads:
-        from airflow_resilience.testing.jobserver import JobServer
-
-        job_server = owned_server = JobServer().start()
     af = environment
     owned_env = af is None
     workdir = Path(tempfile.mkdtemp(prefix="resilience-chaos-"))
-    runs: list[RunRecord] = []
-    errors: list[str] = []
-    lock = threading.Lock()
     started = time.time()
-    try:
-        if owned_env:
-            af = boot("ours", database=database, heartbeat_timeout=None, job_server=job_server)
-        semaphore = threading.Semaphore(concurrency)
-
-        def one(sc: Scenario, fractions: list[float]) -> None:
-            with semaphore:
-                try:
-                    record = run_one(af, "ours", sc, cfg, workdir, job_server=job_server, at_fractions=fractions)
-                except BaseException as exc:
-                    log.exception("chaos run %s failed", sc.label)
-                    with lock:
-                        errors.append(f"{sc.label}: {exc!r}")
-                    return
-                with lock:
-                    runs.append(record)
-                if on_progress:
-                    on_progress(sc.label, record)
-
-        threads = [threading.Thread(target=one, args=item) for item in plan]
-        for t in threads:
-            t.start()
-            time.sleep(0.3)
-        for t in threads:
-            t.join()
-    finally:
-        if owned_env and af is not None:
-            af.stop()
-        if owned_server is not None:
-            owned_server.stop()
+    with _job_server(job_server, "job" in workloads) as server:
+        try:
+            if owned_env:
+                af = boot("ours", database=database, heartbeat_timeout=None, job_server=server)
+            calls = [
+                (sc.label,
+                 lambda sc=sc, fractions=fractions: run_one(af, "ours", sc, cfg, workdir, job_server=server,
+                                                            at_fractions=fractions))
+                for sc, fractions in plan
+            ]
+            runs, failed = _run_concurrently(calls, concurrency=concurrency, stagger=0.3, on_progress=on_progress)
+        finally:
+            if owned_env and af is not None:
+                af.stop()
     meta = {
         "kind": "chaos",
         "seed": seed,
@@ -452,12 +464,8 @@ def chaos(
         "sides": ["ours"],
         "planned_disruptions": total,
         "disruptions": sum(len(r.disruptions) for r in runs),
-        "items": cfg.items,
-        "item_seconds": cfg.seconds,
-        "job_duration_s": cfg.job_duration,
-        "grace_s": cfg.grace,
-        "failed_runs": errors,
-        "airflow": _airflow_version(),
+        "failed_runs": [f"{label}: {exc!r}" for label, exc in failed],
+        **_config_meta(cfg),
     }
     runs.sort(key=lambda r: r.triggered_at)
     return DrillResult(meta, runs)

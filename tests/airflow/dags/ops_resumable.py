@@ -62,13 +62,17 @@ class SeamsMixin:
         return result
 
 
-class SubmitRun(SeamsMixin, ResumableDatabricksSubmitRunOperator):
+class SubmitSeams(SeamsMixin):
+    """Kill points around our operators' submit request."""
+
     def _databricks_submit(self, context, token):
         point(context, "before_submit")
         run_id = super()._databricks_submit(context, token)
         point(context, "after_submit", run_id=run_id)
         return run_id
 
+
+class SubmitRun(SubmitSeams, ResumableDatabricksSubmitRunOperator):
     def before_defer(self, context):
         point(context, "before_defer", run_id=self.run_id)
 
@@ -87,12 +91,8 @@ class StockSubmitRun(SeamsMixin, DatabricksSubmitRunOperator):
         return run_id
 
 
-class RunNow(SeamsMixin, ResumableDatabricksRunNowOperator):
-    def _databricks_submit(self, context, token):
-        point(context, "before_submit")
-        run_id = super()._databricks_submit(context, token)
-        point(context, "after_submit", run_id=run_id)
-        return run_id
+class RunNow(SubmitSeams, ResumableDatabricksRunNowOperator):
+    pass
 
 
 class ThreePhase(ResumableOperator):
