@@ -9,13 +9,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Checkpoint", "ExternalJobOperator", "InfraRetryPolicy", "ResumableOperator", "submit_once", "__version__"]
+__all__ = [
+    "Checkpoint",
+    "ExternalJobOperator",
+    "InfraRetryPolicy",
+    "ResumableOperator",
+    "Watermark",
+    "submit_once",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from airflow_resilience.airflow.retry_policy import InfraRetryPolicy
     from airflow_resilience.airflow.operators import ExternalJobOperator, ResumableOperator
     from airflow_resilience.checkpoint import Checkpoint
     from airflow_resilience.resumable import submit_once
+    from airflow_resilience.watermark import Watermark
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from airflow_resilience.resumable import submit_once
 
         return submit_once
+    if name == "Watermark":
+        from airflow_resilience.watermark import Watermark
+
+        return Watermark
     if name == "InfraRetryPolicy":
         from airflow_resilience.airflow.retry_policy import InfraRetryPolicy
 

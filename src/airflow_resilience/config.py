@@ -26,6 +26,9 @@ class Settings:
     lost_worker_check_interval: float = 2.0
     infra_retry_delay: float = 2.0
     cloud_providers: tuple[str, ...] = ()
+    watermark_wait_timeout: float = 600.0
+    watermark_poll_interval: float = 0.5
+    api_url: str = ""
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}
@@ -43,6 +46,10 @@ def _parse(option: str, kind: str, raw: str) -> object:
         if value < 0 or value != value:
             raise ConfigurationError(f"{where}: must be >= 0")
         return value
+    if kind == "url":
+        if text and not text.startswith(("http://", "https://")):
+            raise ConfigurationError(f"{where}: expected an http:// or https:// address, or nothing")
+        return text
     if kind == "string":
         names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
         unknown = [n for n in names if n not in {"aws", "gcp", "azure"}]

@@ -73,3 +73,27 @@ class UnconfirmedSubmissionError(ResilienceError, _NonRetryable):  # type: ignor
     Raised by ``submit_once`` when an intent was recorded but no job id, and the caller gave neither a
     ``find`` function nor ``dedupes_by_token=True``: submitting again could run the job twice.
     """
+
+
+class WatermarkError(ResilienceError):
+    """Base class of watermark errors."""
+
+
+class WatermarkValueError(WatermarkError, _NonRetryable):  # type: ignore[misc]
+    """A watermark value (or name) is not JSON, or too large. Nothing was staged."""
+
+
+class WatermarkBackwardsError(WatermarkError, _NonRetryable):  # type: ignore[misc]
+    """The value would move the watermark backwards (or change its kind). Nothing was staged."""
+
+
+class WatermarkFencedError(WatermarkError, _NonRetryable):  # type: ignore[misc]
+    """This attempt no longer holds the watermark (it was given up for dead or taken over)."""
+
+
+class WatermarkHeldError(WatermarkError):
+    """Another running attempt holds the watermark (past the wait timeout, or an operator command)."""
+
+
+class UnknownWatermarkError(WatermarkError, LookupError):
+    """No watermark of that name exists."""

@@ -69,4 +69,22 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "(aws, gcp, azure), e.g. 'aws'. Empty: none is contacted. The notice names the cause "
         "(spot.interruption, cloud.maintenance) in the ledger.",
     ),
+    "watermark_wait_timeout": (
+        "float",
+        "600",
+        "Seconds a task opening a Watermark waits while another running attempt holds the name, before it "
+        "fails with WatermarkHeldError naming the holder. Per watermark: Watermark(name, wait_timeout=...).",
+    ),
+    "watermark_poll_interval": (
+        "float",
+        "0.5",
+        "Seconds between two asks of a task waiting for a held Watermark.",
+    ),
+    "api_url": (
+        "url",
+        "",
+        "Address of the airflow-resilience endpoints on the API server, as tasks reach it (watermarks). "
+        "Empty: the API server of [core] execution_api_server_url (its /execution/ replaced by /resilience), "
+        "else [api] base_url + /resilience.",
+    ),
 }

@@ -48,10 +48,53 @@ def get_cli_commands() -> list[GroupCommand]:
             ),
         ),
     )
+    wm_name = Arg(("name",), help="Watermark name, e.g. orders.updated_at")
+    force = Arg(
+        ("--force",),
+        action="store_true",
+        default=False,
+        help="Also when a running attempt holds the name: that attempt is fenced off (its commit is refused)",
+    )
+
+    def wm(name: str, help: str, *args: Arg) -> ActionCommand:
+        return ActionCommand(
+            name=name,
+            help=help,
+            func=lazy_load_command(f"airflow_resilience.airflow.cli_commands.watermark_{name}"),
+            args=args,
+        )
+
+    watermark = GroupCommand(
+        name="watermark",
+        help="Inspect and correct watermarks (cross-run values that advance on success)",
+        subcommands=(
+            wm(
+                "list",
+                "List watermarks: value, version, holder",
+                Arg(("-o", "--output"), choices=("table", "json"), default="table", help="Output format"),
+            ),
+            wm(
+                "get",
+                "Print a watermark as JSON (value, version, who committed it, holder)",
+                wm_name,
+                Arg(("--history",), type=int, default=0, metavar="N", help="Also print the last N history entries"),
+            ),
+            wm(
+                "set",
+                "Set a watermark's value (JSON), audited; refuses to move it backwards unless --backwards",
+                wm_name,
+                Arg(("value",), help="The value as JSON, e.g. 42 or '\"2024-01-01T00:00:00+00:00\"'"),
+                Arg(("--backwards",), action="store_true", default=False, help="Allow a value before the current one"),
+                force,
+            ),
+            wm("reset", "Forget a watermark's value (the next run reads its default), audited", wm_name, _YES, force),
+            wm("migrate", "Create or upgrade the watermark tables in the metadata database"),
+        ),
+    )
     drill = ActionCommand(
         name="drill",
         help="Disrupt real runs on an embedded Airflow, with and without airflow-resilience, and report the cost",
         func=lazy_load_command("airflow_resilience.drills.cli.drill_command"),
         args=_drill_args(),
     )
-    return [GroupCommand(name="resilience", help="airflow-resilience commands", subcommands=(checkpoint, drill))]
+    return [GroupCommand(name="resilience", help="airflow-resilience commands", subcommands=(checkpoint, watermark, drill))]

@@ -65,3 +65,102 @@ def checkpoint_reset(args) -> None:
             )
         )
     print(f"deleted {len(keys)} checkpoint keys of {where}")
+
+
+# ------------------------------------------------------------------------------------------ watermarks
+def _watermarks():
+    from airflow_resilience.airflow.watermark_db import service
+
+    return service()
+
+
+def _audit(event: str, name: str, extra: dict) -> None:
+    """Record an operator's watermark command in Airflow's audit log (the ``log`` table)."""
+    with create_session() as session:
+        session.add(Log(event=f"cli_resilience_watermark_{event}", owner=getpass.getuser(), extra=json.dumps({"name": name, **extra})))
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _describe(rec) -> dict:
+    return {
+        "name": rec.name,
+        "value": rec.value if rec.committed else None,
+        "committed": rec.committed,
+        "version": rec.version,
+        "committed_at": rec.committed_at,
+        "committed_by": rec.committed_by.to_json() if rec.committed_by else None,
+        "holder": rec.holder.to_json() if rec.holder else None,
+        "staged": rec.staged if rec.has_staged else None,
+    }
+
+
+def _run(fn):
+    from airflow_resilience.errors import WatermarkError
+
+    try:
+        return fn()
+    except WatermarkError as exc:
+        _fail(str(exc))
+
+
+def watermark_list(args) -> None:
+    wms = _watermarks()
+    rows = [_describe(wms.read(name)) for name in wms.names()]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    if not rows:
+        print("no watermarks")
+        return
+    print(f"{'name':40} {'version':>7}  {'value':30} holder")
+    for r in rows:
+        holder = r["holder"]
+        held = f"{holder['dag_id']}/{holder['run_id']}/{holder['task_id']} try {holder['try_number']}" if holder else "-"
+        print(f"{r['name']:40} {r['version']:>7}  {json.dumps(r['value']):30} {held}")
+
+
+def watermark_get(args) -> None:
+    rec = _run(lambda: _watermarks().read(args.name))
+    out = _describe(rec)
+    if args.history:
+        out["history"] = _watermarks().history(args.name, limit=args.history)
+    print(json.dumps(out, indent=2, sort_keys=True))
+
+
+def watermark_set(args) -> None:
+    try:
+        value = json.loads(args.value)
+    except ValueError:
+        _fail(
+            f"VALUE {args.value!r} is not JSON: quote strings for the shell and JSON, e.g. "
+            f"airflow resilience watermark set {args.name} '\"2024-01-01T00:00:00+00:00\"' (or a number: 42)"
+        )
+    before = _run(lambda: _watermarks().read(args.name)) if args.name in _watermarks().names() else None
+    rec = _run(
+        lambda: _watermarks().set(args.name, value, backwards=args.backwards, force=args.force, actor=getpass.getuser())
+    )
+    previous = before.value if before is not None and before.committed else None
+    _audit("set", args.name, {"value": value, "previous": previous, "backwards": args.backwards, "force": args.force})
+    print(f"watermark {args.name!r} set to {json.dumps(rec.value)} (version {rec.version}, was {json.dumps(previous)})")
+
+
+def watermark_reset(args) -> None:
+    if not args.yes and input(f"Forget the value of watermark {args.name!r}? [y/N] ").strip().lower() != "y":
+        print("nothing changed")
+        return
+    before = _run(lambda: _watermarks().read(args.name))
+    _run(lambda: _watermarks().reset(args.name, force=args.force, actor=getpass.getuser()))
+    previous = before.value if before.committed else None
+    _audit("reset", args.name, {"previous": previous, "force": args.force})
+    print(f"watermark {args.name!r} reset (was {json.dumps(previous)}); the next run reads its default")
+
+
+def watermark_migrate(args) -> None:
+    from airflow_resilience.airflow.watermark_db import SCHEMA_VERSION
+
+    _watermarks()
+    print(f"watermark tables are at schema version {SCHEMA_VERSION}")

@@ -192,6 +192,7 @@ UNSAFE_MODULES = (
     "airflow.sdk.execution_time.supervisor",
     "airflow.sdk.api",
     "airflow_resilience.airflow.store",
+    "airflow_resilience.airflow.watermark_client",
     "httpx",
     "structlog",
     "logging",

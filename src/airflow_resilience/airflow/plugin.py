@@ -1,4 +1,9 @@
-"""The Airflow plugin (``airflow.plugins`` entry point): task-end listener that flushes checkpoints."""
+"""The Airflow plugin (``airflow.plugins`` entry point).
+
+* listeners: at task end (in the task runner) flush checkpoints and commit or release watermarks; in the
+  scheduler, classify failures it decides itself and start the lost-worker detector;
+* ``fastapi_apps``: the watermark endpoints on the API server (built only when Airflow asks for them).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,28 @@ class _CheckpointListener:
             log.exception("airflow-resilience: could not write the checkpoint at task end")
 
     @staticmethod
+    def _end_watermarks(succeeded: bool) -> None:
+        """Commit (after success was recorded) or release what this process's watermarks hold."""
+        watermark = sys.modules.get("airflow_resilience.watermark")
+        if watermark is None:  # no watermark was opened in this process
+            return
+        try:
+            for action in watermark.end_of_task_actions():
+                try:
+                    action(succeeded)
+                except Exception:
+                    log.exception("airflow-resilience: an end-of-task action failed (%r)", action)
+            for exc in watermark.end_open_watermarks(succeeded):
+                log.error(
+                    "airflow-resilience: watermark %s failed at task end: %s (a held name is settled by the "
+                    "next attempt that opens it: committed for a success, dropped otherwise)",
+                    "commit" if succeeded else "release",
+                    exc,
+                )
+        except Exception:  # a listener must not change the task's outcome
+            log.exception("airflow-resilience: could not end the watermarks of this task")
+
+    @staticmethod
     def _ended(task_instance, state: str) -> None:
         execution = sys.modules.get("airflow_resilience.airflow.execution")
         if execution is not None:
@@ -39,6 +66,7 @@ class _CheckpointListener:
         if type(task_instance).__module__ == "airflow.models.taskinstance":
             return  # the API server applying a user's "mark success"
         self._flush()
+        self._end_watermarks(True)
         self._ended(task_instance, "success")
 
     @hookimpl
@@ -55,6 +83,7 @@ class _CheckpointListener:
                 log.exception("airflow-resilience: could not classify a scheduler-side failure")
             return
         self._flush()
+        self._end_watermarks(False)
         self._ended(task_instance, "failed")
 
     @hookimpl
@@ -78,6 +107,20 @@ class _CheckpointListener:
             stop_detector()
 
 
+class _LazyFastAPIApps:
+    """``fastapi_apps``, built on first access: only the API server (and ``airflow plugins``) asks."""
+
+    _apps: list | None = None
+
+    def __get__(self, instance, owner) -> list:
+        if _LazyFastAPIApps._apps is None:
+            from airflow_resilience.airflow.watermark_api import URL_PREFIX, create_app
+
+            _LazyFastAPIApps._apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "airflow-resilience"}]
+        return _LazyFastAPIApps._apps
+
+
 class ResiliencePlugin(AirflowPlugin):
     name = "airflow_resilience"
     listeners = [_CheckpointListener()]
+    fastapi_apps = _LazyFastAPIApps()  # type: ignore[assignment]
