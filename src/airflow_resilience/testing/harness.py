@@ -324,6 +324,14 @@ class AirflowEnvironment:
             raise RuntimeError(f"{method} {path} -> {resp.status_code}: {resp.text}")
         return resp.json() if resp.content else None
 
+    def create_connection(self, conn_id: str, conn_type: str, **fields: Any) -> None:
+        """Create (or replace) an Airflow connection through the REST API (``host``, ``port``, ``login``, ...)."""
+        try:
+            self._http("DELETE", f"/api/v2/connections/{conn_id}")
+        except RuntimeError:
+            pass  # absent
+        self._http("POST", "/api/v2/connections", body={"connection_id": conn_id, "conn_type": conn_type, **fields})
+
     # ------------------------------------------------------------------ DAGs and runs
     def deploy(self, path: Path, *, wait: bool = True, timeout: float = 120) -> list[str]:
         """Copy a DAG file (or every ``.py`` of a folder) into the DAGs folder; wait until parsed."""
