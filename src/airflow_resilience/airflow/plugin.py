@@ -39,6 +39,10 @@ class _CheckpointListener:
         watermark = sys.modules.get("airflow_resilience.watermark")
         if watermark is None:  # no watermark was opened in this process
             return
+        import time
+
+        started = time.perf_counter()
+        held = len(list(watermark.open_watermarks()))
         try:
             for action in watermark.end_of_task_actions():
                 try:
@@ -51,6 +55,13 @@ class _CheckpointListener:
                     "next attempt that opens it: committed for a success, dropped otherwise)",
                     "commit" if succeeded else "release",
                     exc,
+                )
+            if held:
+                log.info(
+                    "airflow-resilience: %s %d watermark(s) in %.1f ms",
+                    "committed" if succeeded else "released",
+                    held,
+                    (time.perf_counter() - started) * 1000,
                 )
         except Exception:  # a listener must not change the task's outcome
             log.exception("airflow-resilience: could not end the watermarks of this task")

@@ -27,6 +27,16 @@ COMMIT_PAUSES = (0.2, 0.5, 1.0, 2.0)
 _nonces: dict[str, str] = {}
 
 
+def _count(name: str, **tags: str) -> None:
+    """``resilience.watermark.<name>`` counter (never raises)."""
+    try:
+        from airflow.sdk.observability.stats import Stats
+
+        Stats.incr(f"resilience.watermark.{name}", tags=tags)
+    except Exception:
+        log.debug("metric resilience.watermark.%s not emitted", name, exc_info=True)
+
+
 def api_url(configured: str, execution_api_url: str, base_url: str) -> str:
     """Where the watermark endpoints are: ``configured``, else beside the execution API, else base_url."""
     if configured.strip():
@@ -99,6 +109,8 @@ class HttpWatermarkBackend:
             "WatermarkBackwardsError": errors.WatermarkBackwardsError,
             "WatermarkValueError": errors.WatermarkValueError,
         }.get(kind or "")
+        if cls is errors.WatermarkFencedError:
+            _count("fenced", op=op)
         if cls is None:
             raise errors.WatermarkError(
                 f"watermark {name!r}: {op} got {resp.status_code} from {self.base_url}: {message}; is the "
@@ -108,6 +120,7 @@ class HttpWatermarkBackend:
 
     def acquire(self, name: str) -> Grant | Held:
         data = self._post("acquire", name)
+        _count("acquires", outcome="granted" if data["granted"] else "held")
         if data["granted"]:
             return Grant(name, data["fence"], data["value"], data["committed"], data["version"])
         return Held(name, Holder(**data["holder"]), data.get("held_since"))
@@ -119,6 +132,7 @@ class HttpWatermarkBackend:
         for pause in (*COMMIT_PAUSES, None):
             try:
                 self._post("commit", name, fence=fence)
+                _count("commits")
                 return
             except errors.WatermarkFencedError as exc:
                 if "still running" not in str(exc) or pause is None:
