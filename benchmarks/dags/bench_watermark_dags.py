@@ -34,7 +34,7 @@ def bench_watermark():
             t0 = time.perf_counter()
             value = Variable.get(conf["name"], default=0)
             t1 = time.perf_counter()
-            Variable.set(conf["name"], int(value) + 1)
+            Variable.set(conf["name"], str(int(value) + 1))
             t2 = time.perf_counter()
             _mark(conf["marks"], mode="variable", run=run, read_ms=(t1 - t0) * 1000, write_ms=(t2 - t1) * 1000)
             return

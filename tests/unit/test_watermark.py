@@ -321,3 +321,57 @@ def test_fenced_holder_learns_it_when_staging():
 def test_value_needs_an_open_watermark():
     with pytest.raises(WatermarkError, match="not open"):
         Watermark("orders", backend=MemoryWatermarks().attempt("x")).value
+
+
+# ------------------------------------------------------------------------------ where tasks send requests
+@pytest.mark.parametrize(
+    "configured, execution, base, expected",
+    [
+        ("http://api:8080/resilience/", "http://x/execution/", "", "http://api:8080/resilience"),
+        ("", "http://127.0.0.1:8080/execution/", "", "http://127.0.0.1:8080/resilience"),
+        ("", "https://af.example.com/prefix/execution", "", "https://af.example.com/prefix/resilience"),
+        ("", "", "http://af:8080/", "http://af:8080/resilience"),
+    ],
+)
+def test_api_url(configured, execution, base, expected):
+    from airflow_resilience.airflow.watermark_client import api_url
+
+    assert api_url(configured, execution, base) == expected
+
+
+def test_api_url_unset_names_the_option():
+    from airflow_resilience.airflow.watermark_client import api_url
+    from airflow_resilience.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"\[resilience\] api_url"):
+        api_url("", "", "")
+
+
+@pytest.mark.parametrize(
+    "status, error, expected",
+    [
+        (403, "PermissionError", "WatermarkFencedError"),
+        (404, "UnknownWatermarkError", "UnknownWatermarkError"),
+        (409, "WatermarkFencedError", "WatermarkFencedError"),
+        (422, "WatermarkBackwardsError", "WatermarkBackwardsError"),
+        (422, "WatermarkValueError", "WatermarkValueError"),
+        (404, None, "WatermarkError"),  # no plugin on the API server: a plain 404 page
+    ],
+)
+def test_refusals_become_named_errors(status, error, expected):
+    import httpx
+
+    from airflow_resilience.airflow.watermark_client import HttpWatermarkBackend
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if error is None:
+            return httpx.Response(status, json={"detail": "Not Found"})
+        return httpx.Response(status, json={"detail": {"error": error, "message": f"refused: {error}"}})
+
+    backend = HttpWatermarkBackend("http://af/resilience", Holder("ti-1"), "nonce")
+    backend._client = httpx.Client(base_url="http://af/resilience", transport=httpx.MockTransport(answer))
+    with pytest.raises(WatermarkError) as err:
+        backend.stage("orders", 1, 5)
+    assert type(err.value).__name__ == expected
+    if error is None:
+        assert "plugin installed on the API server" in str(err.value)

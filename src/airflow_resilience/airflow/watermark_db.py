@@ -36,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from airflow_resilience import watermark as core
 from airflow_resilience.errors import UnknownWatermarkError, WatermarkError
@@ -93,7 +93,15 @@ def migrate(engine: Engine) -> int:
     with _migrate_lock:
         if id(engine) in _migrated:
             return SCHEMA_VERSION
-        metadata.create_all(engine, checkfirst=True)
+        for attempt in range(3):
+            try:
+                metadata.create_all(engine, checkfirst=True)
+                break
+            except (IntegrityError, OperationalError, ProgrammingError):
+                # another process (an API server worker, a CLI) created a table between check and create
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
         with engine.begin() as conn:
             row = conn.execute(select(schema_version.c.version).where(schema_version.c.component == "watermark")).first()
             if row is None:
