@@ -29,6 +29,8 @@ class Settings:
     watermark_wait_timeout: float = 600.0
     watermark_poll_interval: float = 0.5
     api_url: str = ""
+    celery_drain_grace: float = 20.0
+    celery_worker_lost_after: float = 10.0
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}

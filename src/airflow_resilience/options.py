@@ -87,4 +87,20 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "Empty: the API server of [core] execution_api_server_url (its /execution/ replaced by /resilience), "
         "else [api] base_url + /resilience.",
     ),
+    "celery_drain_grace": (
+        "float",
+        "20",
+        "CeleryExecutor, with [celery] celery_config_options = airflow_resilience.airflow.celery.CELERY_CONFIG: "
+        "on a worker's warm shutdown (SIGTERM), its running tasks are drained at once (checkpoint, hand back, "
+        "no retry spent) instead of Celery waiting for them; a task runner still alive after this many seconds "
+        "is SIGKILLed. Keep it below the platform's grace period (Kubernetes: terminationGracePeriodSeconds, 30 s).",
+    ),
+    "celery_worker_lost_after": (
+        "float",
+        "10",
+        "CeleryExecutor: a worker that answered the scheduler-side watcher through the broker and then stays "
+        "silent this many seconds is lost: its running task instances fail at once as worker.lost (paid from "
+        "the infrastructure budget) and the workloads it had taken but not started are handed back. Checked "
+        "every lost_worker_check_interval seconds. 0 disables the watcher.",
+    ),
 }

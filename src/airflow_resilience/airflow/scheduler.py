@@ -99,7 +99,13 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
         user_cleared = True
     else:
         user_cleared = False
-    if seen and seen.group(1) not in {"running", "restarting"}:
+    found_early = {}
+    if seen and seen.group(1) == "queued":
+        # A workload taken by a worker that died before starting it (the Celery watcher left evidence).
+        raw = get_state_backend().get(_scope(ti), EVIDENCE_KEY, session=session)
+        found_early = json.loads(raw) if raw else {}
+    lost_while_queued = bool(found_early.get("worker_lost")) and found_early.get("try_number") == int(ti.try_number)
+    if seen and seen.group(1) not in {"running", "restarting"} and not lost_while_queued:
         # The executor reported an earlier run of a task instance that is already queued again (for
         # example after a drain's reschedule): not a lost worker. Stock handling applies.
         log.info("airflow-resilience: %s: executor report for a task instance in state %s: not classified", ti.key, seen.group(1))
@@ -310,9 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys_exit())
     cfg = settings()
-    detector = LostWorkerDetector(
-        cfg.lost_worker_check_interval, conf.getfloat("scheduler", "task_instance_heartbeat_timeout", fallback=300)
-    )
+    heartbeat_timeout = conf.getfloat("scheduler", "task_instance_heartbeat_timeout", fallback=300)
+    detector: Any
+    from airflow_resilience.airflow.celery_watch import CeleryWorkerWatch, executor_is_celery
+
+    if executor_is_celery():
+        # Workers are other machines: their PIDs mean nothing here; ask them through the broker.
+        if cfg.celery_worker_lost_after <= 0:
+            return 0
+        detector = CeleryWorkerWatch(cfg.celery_worker_lost_after, heartbeat_timeout)
+        detector.interval = cfg.lost_worker_check_interval
+        log.info("airflow-resilience: watching celery workers through the broker (lost after %ss)", cfg.celery_worker_lost_after)
+    else:
+        detector = LostWorkerDetector(cfg.lost_worker_check_interval, heartbeat_timeout)
     while os.getppid() == args.parent:
         try:
             detector.check()

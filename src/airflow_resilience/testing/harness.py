@@ -43,6 +43,20 @@ log = logging.getLogger("airflow_resilience.testing")
 
 FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+WORKER_PREFIX = "worker-"
+
+
+class EnvironmentUnavailable(RuntimeError):
+    """A service the requested environment needs (PostgreSQL, Redis) is not reachable."""
+
+
+def redis_reachable(host: str = "127.0.0.1", port: int = 6379, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _free_port() -> int:
@@ -85,6 +99,8 @@ class TaskInstanceRow:
     start_date: datetime | None = None
     end_date: datetime | None = None
     retry_reason: str | None = None
+    #: The executor's id of the workload (CeleryExecutor: the Celery task id).
+    external_executor_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,11 @@ class AirflowEnvironment:
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     _token: str | None = None
     _engine: Any = None
+    executor: str = "local"
+    #: Celery: names of the worker components ("worker-a", ...), their queue and concurrency.
+    workers: tuple[str, ...] = ()
+    celery_queue: str = ""
+    worker_concurrency: int = 1
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -124,12 +145,29 @@ class AirflowEnvironment:
         parallelism: int = 4,
         config: Mapping[str, str] | None = None,
         start: bool = True,
+        executor: str = "local",
+        celery_workers: int = 2,
+        worker_concurrency: int = 1,
+        visibility_timeout: int = 21600,
     ) -> AirflowEnvironment:
         """Prepare a home, a database and the configuration, deploy ``dags`` and (by default) start.
 
         :param database: ``"postgres"``, ``"sqlite"`` or ``None`` for PostgreSQL when reachable.
         :param config: extra settings as ``AIRFLOW__SECTION__KEY`` environment names -> values.
+        :param executor: ``"local"`` (LocalExecutor) or ``"celery"``: CeleryExecutor with the Redis broker
+            on 127.0.0.1:6379 and ``celery_workers`` ``airflow celery worker`` processes, each its own
+            "node" (own process group, own ``--celery-hostname``, ``worker_concurrency`` slots). Celery
+            needs PostgreSQL; :class:`EnvironmentUnavailable` says what is missing.
+        :param visibility_timeout: Celery (Redis): seconds before an unacknowledged message is delivered again.
         """
+        if executor not in ("local", "celery"):
+            raise ValueError(f"executor must be 'local' or 'celery', got {executor!r}")
+        if executor == "celery":
+            if database == "sqlite" or not postgres_reachable():
+                raise EnvironmentUnavailable("CeleryExecutor needs PostgreSQL on 127.0.0.1:5432 (not SQLite)")
+            if not redis_reachable():
+                raise EnvironmentUnavailable("CeleryExecutor tests need Redis on 127.0.0.1:6379")
+            database = "postgres"
         owned = home is None
         home = Path(tempfile.mkdtemp(prefix="airflow-resilience-")) if home is None else Path(home)
         home.mkdir(parents=True, exist_ok=True)
@@ -183,6 +221,25 @@ class AirflowEnvironment:
                 "AIRFLOW__CORE__DAG_DISCOVERY_SAFE_MODE": "False",
             }
         )
+        workers: tuple[str, ...] = ()
+        queue = ""
+        if executor == "celery":
+            tag = secrets.token_hex(3)
+            queue = f"resilience-{tag}"
+            workers = tuple(f"{WORKER_PREFIX}{chr(ord('a') + i)}" for i in range(celery_workers))
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                    "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{1 + secrets.randbelow(15)}",
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:5432/{pg_db}",
+                    "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resilience.airflow.celery.CELERY_CONFIG",
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
+                    "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                    "AIRFLOW__CELERY__OPERATION_TIMEOUT": "5",
+                    "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": str(visibility_timeout),
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
+                }
+            )
         env.update(config or {})
         self = cls(
             home=home,
@@ -192,6 +249,10 @@ class AirflowEnvironment:
             env=env,
             _owned_home=owned,
             _postgres_db=pg_db,
+            executor=executor,
+            workers=workers,
+            celery_queue=queue,
+            worker_concurrency=worker_concurrency,
         )
         for path in dags:
             self.deploy(path, wait=False)
@@ -229,14 +290,24 @@ class AirflowEnvironment:
         t0 = time.monotonic()
         self.airflow("db", "migrate")
         log.info("database (%s) migrated in %.1fs", self.database_kind, time.monotonic() - t0)
-        for name in COMPONENTS:
+        for name in (*COMPONENTS, *self.workers):
             self.start_component(name)
         self._wait_healthy(timeout=180)
+        for name in self.workers:
+            self.wait_worker_ready(name)
         log.info("Airflow up on %s (%s) in %.1fs", self.api_url, self.database_kind, time.monotonic() - t0)
 
     def start_component(self, name: str) -> int:
         """Start (or restart after a kill) one component; returns its PID."""
-        args = [name, "--port", str(self.api_port)] if name == "api-server" else [name]
+        if name == "api-server":
+            args = [name, "--port", str(self.api_port)]
+        elif name.startswith(WORKER_PREFIX):
+            args = [
+                "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", str(self.worker_concurrency),
+                "--queues", self.celery_queue, "--skip-serve-logs",
+            ]
+        else:
+            args = [name]
         logfile = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [_airflow_bin(), *args],
@@ -250,6 +321,60 @@ class AirflowEnvironment:
         logfile.close()
         self._procs[name] = proc
         return proc.pid
+
+    # ------------------------------------------------------------------ Celery workers ("nodes")
+    def wait_worker_ready(self, name: str, timeout: float = 120) -> None:
+        """Wait until a Celery worker said it is ready (and consumes the environment's queue)."""
+        deadline = time.monotonic() + timeout
+        marker = f"{name}@"
+        while time.monotonic() < deadline:
+            text = self.component_log(name, tail=200_000)
+            if f"{marker}" in text and " ready." in text.split(marker, 1)[-1]:
+                return
+            proc = self._procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.component_log(name)}")
+            time.sleep(0.3)
+        raise TimeoutError(f"celery {name} not ready in {timeout}s:\n{self.component_log(name)}")
+
+    def node_processes(self, name: str) -> list:
+        """Every process of a worker "node": its main process and all descendants (psutil processes)."""
+        import psutil
+
+        try:
+            main = psutil.Process(self._procs[name].pid)
+            return [main, *main.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def worker_of(self, pid: int) -> str | None:
+        """The worker whose process tree contains ``pid``."""
+        for name in self.workers:
+            if pid in {p.pid for p in self.node_processes(name)}:
+                return name
+        return None
+
+    def kill_node(self, name: str) -> list[int]:
+        """SIGKILL a whole worker node (main process, pool processes, supervisors, task runners)."""
+        import psutil
+
+        procs = self.node_processes(name)
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            proc.wait(timeout=10)
+        return [p.pid for p in procs]
+
+    def terminate_worker(self, name: str) -> int:
+        """SIGTERM the worker's main process only (what Kubernetes does to a pod's PID 1): a warm shutdown."""
+        pid = self._procs[name].pid
+        os.kill(pid, signal.SIGTERM)
+        return pid
 
     def component_pid(self, name: str) -> int:
         return self._procs[name].pid
@@ -424,7 +549,7 @@ class AirflowEnvironment:
     def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> TaskInstanceRow:
         rows = self.sql(
             "SELECT dag_id, run_id, task_id, map_index, try_number, state, max_tries, pid, hostname, id,"
-            " start_date, end_date, NULL FROM task_instance"
+            " start_date, end_date, NULL, external_executor_id FROM task_instance"
             " WHERE dag_id = :d AND run_id = :r AND task_id = :t AND map_index = :m",
             d=dag_id,
             r=run_id,
@@ -439,7 +564,7 @@ class AirflowEnvironment:
         """Every try of a task instance, oldest first: archived tries, then the current one."""
         rows = self.sql(
             "SELECT dag_id, run_id, task_id, map_index, try_number, state, max_tries, pid, hostname, task_instance_id,"
-            " start_date, end_date, retry_reason FROM task_instance_history"
+            " start_date, end_date, retry_reason, external_executor_id FROM task_instance_history"
             " WHERE dag_id = :d AND run_id = :r AND task_id = :t AND map_index = :m ORDER BY try_number",
             d=dag_id,
             r=run_id,
@@ -598,6 +723,7 @@ def _row(r: tuple) -> TaskInstanceRow:
         start_date=_when(r[10]),
         end_date=_when(r[11]),
         retry_reason=r[12],
+        external_executor_id=r[13] if len(r) > 13 else None,
     )
 
 

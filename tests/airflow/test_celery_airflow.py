@@ -1,0 +1,225 @@
+"""CeleryExecutor on Redis with two worker "nodes" (real `airflow celery worker` processes): node loss, warm
+shutdown, redelivered messages, a workload taken by a worker that dies before starting it, user errors,
+and exactly-once submission — on a real Airflow 3.3.2 with PostgreSQL.
+
+One Celery deployment for the module (skipped, with the reason, where PostgreSQL or Redis is absent).
+Short settings so a test takes seconds: the watcher declares a silent worker lost after 3 s (default 10),
+Redis redelivers an unacknowledged message after 20 s (Airflow's default is 24 h)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from airflow_resilience.ledger import LEDGER_KEY
+from airflow_resilience.testing.harness import AirflowEnvironment, EnvironmentUnavailable
+
+pytestmark = pytest.mark.airflow
+
+HERE = Path(__file__).parent
+STEPS = "celery_steps"
+VISIBILITY_TIMEOUT = 20
+
+
+@pytest.fixture(scope="module")
+def celery_env(job_server):
+    try:
+        af = AirflowEnvironment.create(
+            dags=[HERE / "celery_dags", HERE / "dags" / "resilience_marks.py", HERE / "dags" / "ops_resumable.py"],
+            executor="celery",
+            celery_workers=2,
+            worker_concurrency=2,
+            visibility_timeout=VISIBILITY_TIMEOUT,
+            config={
+                "AIRFLOW_CONN_DATABRICKS_DEFAULT": job_server.airflow_connection(),
+                "LOOPBACK_JOBS_URL": job_server.url,
+                "AIRFLOW__RESILIENCE__CELERY_WORKER_LOST_AFTER": "3",
+                "AIRFLOW__RESILIENCE__LOST_WORKER_CHECK_INTERVAL": "1",
+                "AIRFLOW__RESILIENCE__INFRA_RETRY_DELAY": "1",
+                "AIRFLOW__RESILIENCE__CELERY_DRAIN_GRACE": "8",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            },
+        )
+    except EnvironmentUnavailable as exc:
+        pytest.skip(f"CeleryExecutor tests: {exc}")
+    try:
+        yield af
+    finally:
+        af.stop()
+
+
+@pytest.fixture
+def nodes(celery_env):
+    """Both worker nodes up before and after each test (a test may kill one)."""
+    af = celery_env
+    for name in af.workers:
+        if name not in af._procs:
+            af.start_component(name)
+            af.wait_worker_ready(name)
+    yield af
+    for name in af.workers:
+        if name not in af._procs or af._procs[name].poll() is not None:
+            af._procs.pop(name, None)
+            af.start_component(name)
+            af.wait_worker_ready(name)
+
+
+def worker_of_attempt(af, marks, t: int) -> str:
+    pid = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == t, timeout=120)["pid"]
+    name = af.worker_of(pid)
+    assert name is not None, f"attempt {t} (pid {pid}) runs under no worker node"
+    return name
+
+
+def intervals(marks) -> dict[int, tuple[float, float]]:
+    """Per attempt: first and last mark time."""
+    out: dict[int, list[float]] = {}
+    for e in marks.read():
+        out.setdefault(e["t"], []).append(e["at"])
+    return {t: (min(v), max(v)) for t, v in out.items()}
+
+
+def assert_one_attempt_at_a_time(marks) -> None:
+    spans = sorted(intervals(marks).values())
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, f"two attempts overlapped: {spans}"
+
+
+def ledger(af, dag, run_id, task="work"):
+    return af.state_store(dag, run_id, task)[LEDGER_KEY]["attempts"]
+
+
+def test_node_sigkill_next_attempt_on_other_worker_resumes(nodes, marks):
+    af = nodes
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 1.0})
+    victim = worker_of_attempt(af, marks, 1)
+    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 20)
+    killed_at = time.time()
+    af.kill_node(victim)
+    start2 = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 2, timeout=60)
+    survivor = af.worker_of(start2["pid"])
+    assert af.wait_for_run(STEPS, run_id, timeout=180) == "success"
+
+    assert survivor is not None and survivor != victim
+    assert start2["at"] - killed_at < 15, start2["at"] - killed_at  # acceptance: within 15 s
+    finished = {e["i"] for e in marks.of("item-end", 1)}
+    started2 = [e["i"] for e in marks.of("item-start", 2)]
+    assert started2[0] == max(finished) + 1  # resumed after the last finished step: <= 1 step redone
+    tries = af.try_history(STEPS, run_id, "work")
+    assert [t.try_number for t in tries] == [1, 2] and tries[-1].state == "success"
+    first = ledger(af, STEPS, run_id)[0]
+    assert first["cause"]["reason"] == "worker.lost" and first["verdict"] == "grant"
+    assert "has not answered through the broker" in first["cause"]["detail"]
+    assert_one_attempt_at_a_time(marks)
+
+
+def test_warm_shutdown_drains_and_next_attempt_runs_elsewhere(nodes, marks):
+    af = nodes
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 40, "delay": 1.0})
+    victim = worker_of_attempt(af, marks, 1)
+    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 10)
+    main = psutil.Process(af.component_pid(victim))
+    termed_at = time.time()
+    af.terminate_worker(victim)
+    try:
+        exited_by_itself = main.wait(timeout=10) is not None or True
+    except psutil.TimeoutExpired:
+        exited_by_itself = False
+        af.kill_node(victim)  # the platform's SIGKILL, 10 s later
+    start2 = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 2, timeout=60)
+    assert af.wait_for_run(STEPS, run_id, timeout=180) == "success"
+
+    assert exited_by_itself, "the worker was still waiting for its task 10 s after SIGTERM"
+    assert af.worker_of(start2["pid"]) not in (None, victim)
+    assert start2["at"] - termed_at < 10, start2["at"] - termed_at
+    finished = {e["i"] for e in marks.of("item-end", 1)}
+    assert [e["i"] for e in marks.of("item-start", 2)][0] == max(finished) + 1
+    first = ledger(af, STEPS, run_id)[0]
+    assert first["cause"]["kind"] == "infrastructure" and first["verdict"] in ("grant", "drain"), first
+    tries = af.try_history(STEPS, run_id, "work")
+    assert tries[-1].state == "success" and tries[-1].max_tries >= 1  # retries=0 untouched: infra paid
+    assert_one_attempt_at_a_time(marks)
+
+
+def test_redelivered_message_never_runs_a_second_attempt(nodes, marks):
+    """A 45 s task outlives the 20 s visibility timeout: Redis redelivers its unacknowledged message while
+    it runs, and again after a node loss; no delivery starts a second attempt or re-runs the finished one."""
+    af = nodes
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 45, "delay": 1.0})
+    victim = worker_of_attempt(af, marks, 1)
+    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 5)
+    af.kill_node(victim)
+    assert af.wait_for_run(STEPS, run_id, timeout=240) == "success"
+    time.sleep(VISIBILITY_TIMEOUT + 10)  # leave time for any further redelivery
+    tries = af.try_history(STEPS, run_id, "work")
+    assert [t.try_number for t in tries] == [1, 2]
+    assert len(marks.of("attempt-start")) == 2 and len(marks.of("attempt-end")) == 1
+    assert_one_attempt_at_a_time(marks)
+    assert af.task_instance(STEPS, run_id, "work").state == "success"
+    celery_ids = [t.external_executor_id for t in tries if getattr(t, "external_executor_id", None)]
+    logs = "".join(af.component_log(n, tail=2_000_000) for n in af.workers)
+    redelivered = [cid for cid in celery_ids if len(re.findall(rf"{cid}\]? received", logs)) >= 1]
+    ignored = logs.count("Task already running elsewhere, ignoring redelivered message")
+    assert redelivered and ignored >= 1, (celery_ids, ignored)
+
+
+def test_workload_taken_but_not_started_is_requeued(nodes, marks):
+    af = nodes
+    taker, other = af.workers[0], af.workers[1]
+    af.stop_component(other)  # only the taker consumes while the workload is queued
+    pool = [p for p in psutil.Process(af.component_pid(taker)).children()]
+    for p in pool:
+        p.suspend()  # it takes messages, but its pool processes never start them
+    try:
+        run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 5, "delay": 0.2})
+        ti = af.wait_for_task(STEPS, run_id, "work", {"queued"}, timeout=60)
+        deadline = time.monotonic() + 60
+        while "received" not in af.component_log(taker, tail=100_000).split(str(ti.external_executor_id or "?"))[-1][:40]:
+            assert time.monotonic() < deadline, "the taker never received the workload"
+            time.sleep(0.2)
+        af.start_component(other)
+        af.wait_worker_ready(other)
+    finally:
+        for p in pool:
+            try:
+                p.resume()
+            except psutil.NoSuchProcess:
+                pass
+    killed_at = time.time()
+    af.kill_node(taker)
+    start = marks.wait_for(lambda e: e["ev"] == "attempt-start", timeout=60)
+    assert af.wait_for_run(STEPS, run_id, timeout=120) == "success"
+    assert start["at"] - killed_at < 15, start["at"] - killed_at
+    assert af.worker_of(start["pid"]) == other
+    assert {e["t"] for e in marks.of("attempt-start")} == {2}  # try 1 never started anywhere
+    first = ledger(af, STEPS, run_id)[0]
+    assert first["cause"]["reason"] == "worker.lost" and "taken the workload but not started" in first["cause"]["detail"]
+
+
+def test_user_error_spends_retries_as_stock(nodes, marks):
+    af = nodes
+    run_id = af.trigger("celery_app_error", conf={"marks": str(marks.path)})
+    assert af.wait_for_run("celery_app_error", run_id, timeout=120) == "failed"
+    tries = af.try_history("celery_app_error", run_id, "work")
+    assert [t.try_number for t in tries] == [1, 2] and tries[-1].state == "failed"
+    assert [e["t"] for e in marks.of("attempt-start")] == [1, 2]
+
+
+def test_submit_once_under_worker_sigkill(nodes, marks, job_server):
+    af, dag = nodes, "ops_submit"
+    run_id = af.trigger(dag, conf={"marks": str(marks.path), "duration": 6, "pause_at": "polling"})
+    marks.wait_for(lambda e: e["ev"] == "polling" and e["t"] == 1, timeout=120)
+    ti = af.task_instance(dag, run_id, "job")
+    victim = af.worker_of(ti.pid)
+    assert victim is not None
+    af.kill_node(victim)
+    assert af.wait_for_run(dag, run_id, timeout=180) == "success"
+    runs = job_server.runs(run_name=run_id)
+    assert len(runs) == 1 and runs[0]["result_state"] == "SUCCESS", runs
+    assert af.task_instance(dag, run_id, "job").try_number == 2
