@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from airflow_resilience.airflow.execution import EVIDENCE_KEY
 from airflow_resilience.ledger import LEDGER_KEY
 from airflow_resilience.testing.harness import AirflowEnvironment, EnvironmentUnavailable
 
@@ -115,7 +116,9 @@ def test_node_sigkill_next_attempt_on_other_worker_resumes(nodes, marks):
     assert [t.try_number for t in tries] == [1, 2] and tries[-1].state == "success"
     first = ledger(af, STEPS, run_id)[0]
     assert first["cause"]["reason"] == "worker.lost" and first["verdict"] == "grant"
-    assert "has not answered through the broker" in first["cause"]["detail"]
+    evidence = af.state_store(STEPS, run_id, "work")[EVIDENCE_KEY]  # what the broker watch saw
+    assert evidence["try_number"] == 1 and evidence["celery_worker"].startswith(f"{victim}@")
+    assert "has not answered through the broker" in evidence["note"] and "running there" in evidence["note"]
     assert_one_attempt_at_a_time(marks)
 
 
@@ -128,15 +131,17 @@ def test_warm_shutdown_drains_and_next_attempt_runs_elsewhere(nodes, marks):
     termed_at = time.time()
     af.terminate_worker(victim)
     try:
-        exited_by_itself = main.wait(timeout=10) is not None or True
+        main.wait(timeout=10)
+        exited_by_itself = True
     except psutil.TimeoutExpired:
         exited_by_itself = False
         af.kill_node(victim)  # the platform's SIGKILL, 10 s later
     start2 = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 2, timeout=60)
+    survivor = af.worker_of(start2["pid"])
     assert af.wait_for_run(STEPS, run_id, timeout=180) == "success"
 
     assert exited_by_itself, "the worker was still waiting for its task 10 s after SIGTERM"
-    assert af.worker_of(start2["pid"]) not in (None, victim)
+    assert survivor not in (None, victim)
     assert start2["at"] - termed_at < 10, start2["at"] - termed_at
     finished = {e["i"] for e in marks.of("item-end", 1)}
     assert [e["i"] for e in marks.of("item-start", 2)][0] == max(finished) + 1
@@ -169,6 +174,23 @@ def test_redelivered_message_never_runs_a_second_attempt(nodes, marks):
     assert redelivered and ignored >= 1, (celery_ids, ignored)
 
 
+def reserved_by(af, worker: str, celery_id: str, timeout: float = 60) -> None:
+    """Wait until ``worker`` itself says, through the broker, that it has taken ``celery_id`` (reserved)."""
+    from celery import Celery
+
+    app = Celery(broker=af.env["AIRFLOW__CELERY__BROKER_URL"])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            replies = app.control.inspect(timeout=1.0).reserved() or {}
+            for host, tasks in replies.items():
+                if host.startswith(f"{worker}@") and any(t.get("id") == celery_id for t in tasks):
+                    return
+        raise TimeoutError(f"{worker} never reported {celery_id} as reserved")
+    finally:
+        app.close()
+
+
 def test_workload_taken_but_not_started_is_requeued(nodes, marks):
     af = nodes
     taker, other = af.workers[0], af.workers[1]
@@ -178,28 +200,32 @@ def test_workload_taken_but_not_started_is_requeued(nodes, marks):
         p.suspend()  # it takes messages, but its pool processes never start them
     try:
         run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 5, "delay": 0.2})
-        ti = af.wait_for_task(STEPS, run_id, "work", {"queued"}, timeout=60)
         deadline = time.monotonic() + 60
-        while "received" not in af.component_log(taker, tail=100_000).split(str(ti.external_executor_id or "?"))[-1][:40]:
-            assert time.monotonic() < deadline, "the taker never received the workload"
+        while not (ti := af.task_instance(STEPS, run_id, "work")).external_executor_id:
+            assert time.monotonic() < deadline, f"never sent to Celery: {ti}"
             time.sleep(0.2)
+        assert ti.state == "queued"
+        reserved_by(af, taker, ti.external_executor_id)
+        time.sleep(3)  # the scheduler-side watch asks every second: let it see the same answer
         af.start_component(other)
         af.wait_worker_ready(other)
-    finally:
+    except BaseException:
         for p in pool:
-            try:
-                p.resume()
-            except psutil.NoSuchProcess:
-                pass
-    killed_at = time.time()
+            p.resume()
+        raise
+    assert af.task_instance(STEPS, run_id, "work").state == "queued"
+    killed_at = time.time()  # the pool processes are still suspended: the workload never started there
     af.kill_node(taker)
     start = marks.wait_for(lambda e: e["ev"] == "attempt-start", timeout=60)
+    survivor = af.worker_of(start["pid"])
     assert af.wait_for_run(STEPS, run_id, timeout=120) == "success"
     assert start["at"] - killed_at < 15, start["at"] - killed_at
-    assert af.worker_of(start["pid"]) == other
+    assert survivor == other
     assert {e["t"] for e in marks.of("attempt-start")} == {2}  # try 1 never started anywhere
     first = ledger(af, STEPS, run_id)[0]
-    assert first["cause"]["reason"] == "worker.lost" and "taken the workload but not started" in first["cause"]["detail"]
+    assert first["cause"]["reason"] == "worker.lost" and first["verdict"] == "grant"
+    evidence = af.state_store(STEPS, run_id, "work")[EVIDENCE_KEY]
+    assert evidence["queued"] is True and "taken the workload but not started" in evidence["note"]
 
 
 def test_user_error_spends_retries_as_stock(nodes, marks):

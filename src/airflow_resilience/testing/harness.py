@@ -133,6 +133,7 @@ class AirflowEnvironment:
     workers: tuple[str, ...] = ()
     celery_queue: str = ""
     worker_concurrency: int = 1
+    _log_offsets: dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -308,7 +309,9 @@ class AirflowEnvironment:
             ]
         else:
             args = [name]
-        logfile = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        path = self.home / f"{name}.log"
+        self._log_offsets[name] = path.stat().st_size if path.exists() else 0
+        logfile = open(path, "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [_airflow_bin(), *args],
             env=self.env,
@@ -327,8 +330,11 @@ class AirflowEnvironment:
         """Wait until a Celery worker said it is ready (and consumes the environment's queue)."""
         deadline = time.monotonic() + timeout
         marker = f"{name}@"
+        path = self.home / f"{name}.log"
         while time.monotonic() < deadline:
-            text = self.component_log(name, tail=200_000)
+            with open(path, "rb") as fh:  # only what this start of the worker wrote
+                fh.seek(self._log_offsets.get(name, 0))
+                text = fh.read().decode(errors="replace")
             if f"{marker}" in text and " ready." in text.split(marker, 1)[-1]:
                 return
             proc = self._procs.get(name)
@@ -341,8 +347,11 @@ class AirflowEnvironment:
         """Every process of a worker "node": its main process and all descendants (psutil processes)."""
         import psutil
 
+        proc = self._procs.get(name)
+        if proc is None:
+            return []
         try:
-            main = psutil.Process(self._procs[name].pid)
+            main = psutil.Process(proc.pid)
             return [main, *main.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
