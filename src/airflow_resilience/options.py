@@ -52,9 +52,10 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "lost_worker_check_interval": (
         "float",
         "2",
-        "Seconds between checks, in the scheduler, of the supervisors of running tasks on the scheduler's "
-        "own host (LocalExecutor). A dead supervisor is reported to the scheduler at once instead of after "
-        "[scheduler] task_instance_heartbeat_timeout. 0 disables the check.",
+        "Seconds between checks, in a child process of the scheduler, of the workers of running tasks. "
+        "LocalExecutor: the supervisors on the scheduler's own host; a dead one is reported at once instead of "
+        "after [scheduler] task_instance_heartbeat_timeout. CeleryExecutor: every worker is asked through the "
+        "broker (see celery_worker_lost_after). 0 disables the check.",
     ),
     "infra_retry_delay": (
         "float",
