@@ -562,8 +562,14 @@ class Watermark:
             return
         if exc_type is not None:
             # The block failed: nothing it staged may be committed, and the name is free again at once.
+            # If the release cannot be sent, the block's own error still propagates: the next opener finds
+            # this try no longer running and drops what it staged.
             try:
                 self._backend.release(self.name, self._grant.fence)  # type: ignore[union-attr]
+            except Exception as release_error:
+                import logging
+
+                logging.getLogger(__name__).warning("watermark %r not released at once: %s", self.name, release_error)
             finally:
                 _unregister(self)
                 self._grant = None

@@ -375,3 +375,19 @@ def test_refusals_become_named_errors(status, error, expected):
     assert type(err.value).__name__ == expected
     if error is None:
         assert "plugin installed on the API server" in str(err.value)
+
+
+def test_a_failed_release_does_not_hide_the_blocks_error():
+    store = MemoryWatermarks()
+    attempt = store.attempt("ti-1")
+
+    def broken(name, fence):
+        raise ConnectionError("API server unreachable")
+
+    attempt.release = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="publish failed"), Watermark("orders", backend=attempt) as wm:
+        wm.advance(1)
+        raise RuntimeError("publish failed")
+    store.status["ti-1"] = HolderStatus.ENDED  # Airflow fails the try
+    with Watermark("orders", default=0, backend=store.attempt("ti-2")) as wm:
+        assert wm.value == 0  # its stage was dropped by the next opener
