@@ -35,6 +35,8 @@ bench: install
 	$(PY) benchmarks/bench_infra.py
 	$(PY) benchmarks/bench_operators.py
 	$(PY) benchmarks/bench_drill.py
+	$(PY) benchmarks/bench_watermark.py
+	$(PY) benchmarks/bench_celery.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache
