@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_resilience.signals.celery import LostWorker, WorkerRoster
+from airflow_resilience.signals.celery import LostWorker, WorkerRoster, task_ids
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,26 @@ class CeleryWorkerWatch:
 
     def check(self) -> int:
         """One round; returns how many task instances were reported lost."""
+        asked_at = datetime.now(timezone.utc)
         inspect = self.app.control.inspect(timeout=self.inspect_timeout)
-        active = inspect.active()
-        reserved = inspect.reserved()
+        active = inspect.active() or {}
+        reserved = inspect.reserved() or {}
         self.roster.observe(self.clock(), active, reserved)
+        answered = set(active) | set(reserved)
+        claimed = frozenset().union(*(task_ids(v) for v in (*active.values(), *reserved.values())))
         found = 0
         for worker in self.roster.lost(self.clock()):
-            found += self.report(worker)
+            # Every other worker answered this round: a task instance that was already running when we
+            # asked and that no live worker holds ran on the lost one (it died before a round saw it).
+            complete = set(self.roster.workers) <= answered
+            found += self.report(worker, claimed=claimed if complete else None, asked_at=asked_at)
         return found
 
-    def report(self, worker: LostWorker) -> int:
+    def report(self, worker: LostWorker, claimed: frozenset[str] | None = None, asked_at: datetime | None = None) -> int:
+        """Hand back what ``worker`` held. With ``claimed`` (the task ids every live worker holds), also the
+        running task instances no live worker holds that started before ``asked_at``."""
         from celery import states
-        from sqlalchemy import select
+        from sqlalchemy import and_, or_, select, true
 
         from airflow.models.taskinstance import TaskInstance
         from airflow.state import get_state_backend
@@ -79,22 +87,37 @@ class CeleryWorkerWatch:
 
         ids = worker.active | worker.reserved
         log.warning("airflow-resilience: %s", worker.note())
-        if not ids:
+        held = and_(
+            TaskInstance.external_executor_id.in_(sorted(ids)),
+            TaskInstance.state.in_([TaskInstanceState.RUNNING, TaskInstanceState.QUEUED]),
+        )
+        where = held
+        if claimed is not None and asked_at is not None:
+            unclaimed = and_(
+                TaskInstance.state == TaskInstanceState.RUNNING,
+                TaskInstance.external_executor_id.is_not(None),
+                TaskInstance.external_executor_id.not_in(sorted(claimed)) if claimed else true(),
+                TaskInstance.start_date < asked_at - timedelta(seconds=1),
+                or_(TaskInstance.executor.is_(None), TaskInstance.executor.contains("Celery")),
+            )
+            where = or_(held, unclaimed)
+        elif not ids:
             return 0
         backend = get_state_backend()
         failed: list[tuple[str, str]] = []
         with create_session() as session:
-            tis = session.scalars(
-                select(TaskInstance).where(
-                    TaskInstance.external_executor_id.in_(sorted(ids)),
-                    TaskInstance.state.in_([TaskInstanceState.RUNNING, TaskInstanceState.QUEUED]),
-                )
-            ).all()
+            tis = session.scalars(select(TaskInstance).where(where)).all()
             for ti in tis:
                 started = ti.state == TaskInstanceState.RUNNING
-                note = worker.note() + (
-                    "; the task was running there" if started else "; it had taken the workload but not started it"
-                )
+                if str(ti.external_executor_id) in ids:
+                    note = worker.note() + (
+                        "; the task was running there" if started else "; it had taken the workload but not started it"
+                    )
+                else:
+                    note = worker.note() + (
+                        "; the task was running and no worker that answered holds it: it ran there (the worker "
+                        "died before a round saw it)"
+                    )
                 _set(
                     backend,
                     _scope(ti),
