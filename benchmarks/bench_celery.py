@@ -1,7 +1,8 @@
 """Benchmark: disruptions of Celery workers — stock CeleryExecutor against airflow-resilience, measured in
 the same run on two Airflow 3.3.2 deployments (Redis broker, PostgreSQL, two `airflow celery worker` nodes
 each, concurrency 1). Stock is the same installation with ``[resilience] enabled = False`` and a plain
-loop (no checkpoint); ours uses ``Checkpoint.iterate``. The task: ``--steps`` × ``--delay`` s, retries=1.
+loop (no checkpoint); ours uses ``Checkpoint.iterate``. The task is the infrastructure benchmark's
+``bench_load`` (``benchmarks/dags/bench_infra_dags.py``): ``--steps`` × ``--delay`` s, retries=1.
 
   node loss       SIGKILL of every process of the worker running the task, at 1/3 of the task
   warm shutdown   SIGTERM to that worker's main process at 1/3, SIGKILL of the node 10 s later
@@ -25,6 +26,7 @@ from pathlib import Path
 import psutil
 
 HERE = Path(__file__).resolve().parent
+DAG, TASK = "bench_load", "load"
 sys.path.insert(0, str(HERE.parent / "src"))
 
 
@@ -44,8 +46,8 @@ def wait_mark(path: Path, pred, timeout: float = 600) -> dict:
 
 def scenario(af, side: str, name: str, args) -> dict:
     marks = Path(tempfile.mkdtemp(prefix="bench-celery-")) / "marks.jsonl"
-    conf = {"marks": str(marks), "steps": args.steps, "delay": args.delay, "checkpoint": side == "ours"}
-    run_id = af.trigger("bench_celery_steps", conf=conf)
+    conf = {"marks": str(marks), "items": args.steps, "seconds": args.delay, "checkpoint": side == "ours"}
+    run_id = af.trigger(DAG, conf=conf)
     first = wait_mark(marks, lambda e: e["ev"] == "attempt-start" and e["t"] == 1)
     victim = af.worker_of(first["pid"])
     at = args.steps // 3
@@ -62,12 +64,12 @@ def scenario(af, side: str, name: str, args) -> dict:
             exited = time.time() - disrupted
         except psutil.TimeoutExpired:
             af.kill_node(victim)
-    state = af.wait_for_run("bench_celery_steps", run_id, timeout=900)
+    state = af.wait_for_run(DAG, run_id, timeout=900)
     events = read(marks)
     second = [e for e in events if e["ev"] == "attempt-start" and e["t"] == 2]
     done1 = {e["i"] for e in events if e["ev"] == "item-end" and e["t"] == 1}
     done2 = [e["i"] for e in events if e["ev"] == "item-end" and e["t"] == 2]
-    tries = af.try_history("bench_celery_steps", run_id, "work")
+    tries = af.try_history(DAG, run_id, TASK)
     # restart the node for the next scenario
     if victim not in af._procs or af._procs[victim].poll() is not None:
         af._procs.pop(victim, None)
@@ -89,7 +91,7 @@ def _retries_spent(af, run_id: str) -> int:
     """Tries the budget did not pay for (application retries), from the ledger."""
     from airflow_resilience.ledger import LEDGER_KEY
 
-    ledger = af.state_store("bench_celery_steps", run_id, "work").get(LEDGER_KEY, {"attempts": []})
+    ledger = af.state_store(DAG, run_id, TASK).get(LEDGER_KEY, {"attempts": []})
     return sum(1 for a in ledger["attempts"] if a["verdict"] not in ("grant", "drain"))
 
 
@@ -103,7 +105,7 @@ def main() -> None:
     rows = []
     for side in ("stock", "ours"):
         with AirflowEnvironment.create(
-            dags=[HERE / "dags" / "bench_celery_dags.py"],
+            dags=[HERE / "dags" / "bench_infra_dags.py"],
             executor="celery",
             celery_workers=2,
             worker_concurrency=1,

@@ -239,20 +239,25 @@ def settle(rec: Record, status: HolderStatus | None, now: float) -> tuple[Record
     if rec.holder is None or status in (None, HolderStatus.ALIVE):
         return rec, []
     holder = rec.holder
-    released = replace(rec, holder=None, held_since=None, staged=_NOTHING)
+    if status is HolderStatus.SUCCEEDED:
+        return _end_hold_committing(rec, holder, now, Action.ROLLED_FORWARD)
+    if not rec.has_staged:
+        return _released(rec), []
+    return _released(rec), [Event(Action.DISCARDED, rec.staged, rec.value, rec.version, holder, "the holder did not succeed")]
+
+
+def _released(rec: Record) -> Record:
+    """``rec`` with no holder and nothing staged."""
+    return replace(rec, holder=None, held_since=None, staged=_NOTHING)
+
+
+def _end_hold_committing(rec: Record, by: Holder, now: float, action: Action) -> tuple[Record, list[Event]]:
+    """End the hold of ``by``, whose task instance succeeded: what it staged (if anything) becomes the value."""
+    released = _released(rec)
     if not rec.has_staged:
         return released, []
-    if status is HolderStatus.SUCCEEDED:
-        done = replace(
-            released,
-            value=rec.staged,
-            committed=True,
-            version=rec.version + 1,
-            committed_at=now,
-            committed_by=holder,
-        )
-        return done, [Event(Action.ROLLED_FORWARD, rec.staged, rec.value, done.version, holder)]
-    return released, [Event(Action.DISCARDED, rec.staged, rec.value, rec.version, holder, "the holder did not succeed")]
+    done = replace(released, value=rec.staged, committed=True, version=rec.version + 1, committed_at=now, committed_by=by)
+    return done, [Event(action, rec.staged, rec.value, done.version, by)]
 
 
 def acquire(
@@ -315,13 +320,7 @@ def commit(
             f"watermark {rec.name!r}: commit refused, {who.describe()} is {state} in Airflow's records; a "
             "watermark is committed only once its task instance is recorded as success"
         )
-    released = replace(rec, holder=None, held_since=None, staged=_NOTHING)
-    if not rec.has_staged:
-        return released, []
-    done = replace(
-        released, value=rec.staged, committed=True, version=rec.version + 1, committed_at=now, committed_by=who
-    )
-    return done, [Event(Action.COMMIT, rec.staged, rec.value, done.version, who)]
+    return _end_hold_committing(rec, who, now, Action.COMMIT)
 
 
 def release(rec: Record, who: Holder, fence: int) -> tuple[Record, list[Event]]:
@@ -331,7 +330,7 @@ def release(rec: Record, who: Holder, fence: int) -> tuple[Record, list[Event]]:
     events = []
     if rec.has_staged:
         events.append(Event(Action.DISCARDED, rec.staged, rec.value, rec.version, who, "released by the holder"))
-    return replace(rec, holder=None, held_since=None, staged=_NOTHING), events
+    return _released(rec), events
 
 
 def operator_set(
@@ -375,7 +374,7 @@ def _operator_fence(
             "end, or pass --force to fence it off (its commit will then be refused)"
         )
     fenced = Event(Action.FENCED, rec.staged if rec.has_staged else None, rec.value, rec.version, rec.holder, actor)
-    return replace(rec, holder=None, held_since=None, staged=_NOTHING, fence=rec.fence + 1), [*events, fenced]
+    return replace(_released(rec), fence=rec.fence + 1), [*events, fenced]
 
 
 # ------------------------------------------------------------------------------------------ backends

@@ -40,6 +40,7 @@ class CeleryWorkerWatch:
         lost_after: float,
         heartbeat_timeout: float,
         *,
+        interval: float = 2.0,
         app: Any = None,
         inspect_timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -51,6 +52,7 @@ class CeleryWorkerWatch:
         self.app = app
         self.roster = WorkerRoster(lost_after)
         self.heartbeat_timeout = heartbeat_timeout
+        self.interval = interval
         self.inspect_timeout = inspect_timeout
         self.clock = clock
 

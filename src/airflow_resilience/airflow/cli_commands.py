@@ -132,6 +132,8 @@ def watermark_get(args) -> None:
 
 
 def watermark_set(args) -> None:
+    from airflow_resilience.errors import WatermarkError
+
     try:
         value = json.loads(args.value)
     except ValueError:
@@ -139,7 +141,14 @@ def watermark_set(args) -> None:
             f"VALUE {args.value!r} is not JSON: quote strings for the shell and JSON, e.g. "
             f"airflow resilience watermark set {args.name} '\"2024-01-01T00:00:00+00:00\"' (or a number: 42)"
         )
-    before = _run(lambda: _watermarks().read(args.name)) if args.name in _watermarks().names() else None
+    from airflow_resilience.errors import UnknownWatermarkError
+
+    try:
+        before = _watermarks().read(args.name)
+    except UnknownWatermarkError:
+        before = None  # set creates it
+    except WatermarkError as exc:
+        _fail(str(exc))
     rec = _run(
         lambda: _watermarks().set(args.name, value, backwards=args.backwards, force=args.force, actor=getpass.getuser())
     )

@@ -99,20 +99,17 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
         user_cleared = True
     else:
         user_cleared = False
-    found_early = {}
-    if seen and seen.group(1) == "queued":
-        # A workload taken by a worker that died before starting it (the Celery watcher left evidence).
-        raw = get_state_backend().get(_scope(ti), EVIDENCE_KEY, session=session)
-        found_early = json.loads(raw) if raw else {}
-    lost_while_queued = bool(found_early.get("worker_lost")) and found_early.get("try_number") == int(ti.try_number)
-    if seen and seen.group(1) not in {"running", "restarting"} and not lost_while_queued:
+    backend = get_state_backend()
+    scope = _scope(ti)
+    try_number = int(ti.try_number)
+    found = _get(backend, scope, EVIDENCE_KEY, session) or {}
+    # A workload taken by a worker that died before starting it: the Celery watch left this evidence.
+    lost_while_queued = bool(found.get("worker_lost")) and found.get("try_number") == try_number
+    if seen and seen.group(1) not in {"running", "restarting"} and not (seen.group(1) == "queued" and lost_while_queued):
         # The executor reported an earlier run of a task instance that is already queued again (for
         # example after a drain's reschedule): not a lost worker. Stock handling applies.
         log.info("airflow-resilience: %s: executor report for a task instance in state %s: not classified", ti.key, seen.group(1))
         return
-    backend = get_state_backend()
-    scope = _scope(ti)
-    try_number = int(ti.try_number)
     ledger = Ledger.from_json(_get(backend, scope, LEDGER_KEY, session))
     if any(r.try_number == try_number and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
         return
@@ -128,7 +125,6 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
         metric("failures", cause)
         return
     attempt = _get(backend, scope, ATTEMPT_KEY, session) or {}
-    found = _get(backend, scope, EVIDENCE_KEY, session) or {}
     evidence = _evidence_for(try_number, attempt, found, error)
     cause = classify(evidence)
     budget_raw = attempt.get("budget") if attempt.get("try_number") == try_number else None
@@ -324,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         # Workers are other machines: their PIDs mean nothing here; ask them through the broker.
         if cfg.celery_worker_lost_after <= 0:
             return 0
-        detector = CeleryWorkerWatch(cfg.celery_worker_lost_after, heartbeat_timeout)
-        detector.interval = cfg.lost_worker_check_interval
+        detector = CeleryWorkerWatch(cfg.celery_worker_lost_after, heartbeat_timeout, interval=cfg.lost_worker_check_interval)
         log.info("airflow-resilience: watching celery workers through the broker (lost after %ss)", cfg.celery_worker_lost_after)
     else:
         detector = LostWorkerDetector(cfg.lost_worker_check_interval, heartbeat_timeout)

@@ -365,19 +365,9 @@ class AirflowEnvironment:
 
     def kill_node(self, name: str) -> list[int]:
         """SIGKILL a whole worker node (main process, pool processes, supervisors, task runners)."""
-        import psutil
-
-        procs = self.node_processes(name)
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=10)
-        proc = self._procs.pop(name, None)
-        if proc is not None:
-            proc.wait(timeout=10)
-        return [p.pid for p in procs]
+        pids = [p.pid for p in self.node_processes(name)]
+        self.stop_component(name, sig=signal.SIGKILL, timeout=10)
+        return pids
 
     def terminate_worker(self, name: str) -> int:
         """SIGTERM the worker's main process only (what Kubernetes does to a pod's PID 1): a warm shutdown."""
