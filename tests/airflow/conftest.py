@@ -1,4 +1,7 @@
-"""One real Airflow per database for the whole session (PostgreSQL when reachable, and SQLite)."""
+"""One real Airflow per database for the whole session (PostgreSQL when available, and SQLite).
+
+PostgreSQL and Redis are started for the session by :class:`~airflow_resilience.testing.services.SuiteServices`
+at the first real-Airflow test (the top of the run says which servers are used)."""
 
 from __future__ import annotations
 
@@ -10,13 +13,23 @@ from typing import Any
 
 import pytest
 
-from airflow_resilience.testing import postgres_reachable
+from airflow_resilience.testing import services
 
 DAGS = Path(__file__).parent / "dags"
 
-_DATABASES = ["postgres", "sqlite"] if postgres_reachable() else ["sqlite"]
-if "postgres" not in _DATABASES:
-    print("airflow-resilience tests: PostgreSQL not reachable on 127.0.0.1:5432, real-Airflow tests run on SQLite only")
+_PG_PLANNED = any(c.service == "PostgreSQL" and c.available for c in services.session_plan())
+_DATABASES = ["postgres", "sqlite"] if _PG_PLANNED else ["sqlite"]
+
+
+@pytest.fixture(scope="session")
+def suite_services():
+    """PostgreSQL and Redis for the session: started once (private servers on free loopback ports where the
+    binaries are installed), their addresses published to the harness, stopped by PID at the end."""
+    started = services.SuiteServices(choices=services.session_plan()).start()
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +65,9 @@ def airflow_config(job_server) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session", params=_DATABASES)
-def airflow_database(request: pytest.FixtureRequest) -> str:
+def airflow_database(request: pytest.FixtureRequest, suite_services) -> str:
+    if request.param == "postgres" and not suite_services.available("PostgreSQL"):
+        services.unavailable("PostgreSQL could not be started for this session")
     return request.param
 
 

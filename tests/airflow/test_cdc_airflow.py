@@ -2,7 +2,9 @@
 the example DAG runs again and again and its task runners are SIGKILLed at random.
 
 Logical decoding needs ``wal_level = logical``; the shared PostgreSQL here runs ``replica``, so the test
-starts a private cluster (``initdb`` on a free loopback port). Without PostgreSQL binaries it skips."""
+starts a private cluster (``initdb`` on a free loopback port). Without PostgreSQL binaries it skips (a
+failure under ``CI=true``). PostgreSQL only: logical decoding is the subject; Airflow's own metadata DB is
+the session's."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from airflow_resilience.testing.pgcluster import PostgresUnavailable, PrivatePostgres
+from airflow_resilience.testing.services import unavailable
 from airflow_resilience.watermark import lsn_to_int
 
 pytestmark = pytest.mark.airflow
@@ -31,7 +34,7 @@ def logical_pg():
     try:
         pg = PrivatePostgres(settings={"wal_level": "logical", "max_replication_slots": "10", "max_wal_senders": "10"}).start()
     except PostgresUnavailable as exc:
-        pytest.skip(f"no private PostgreSQL cluster for logical decoding: {exc}")
+        unavailable(f"no private PostgreSQL cluster for logical decoding: {exc}")
     try:
         yield pg
     finally:

@@ -2,7 +2,8 @@
 shutdown, redelivered messages, a workload taken by a worker that dies before starting it, user errors,
 and exactly-once submission — on a real Airflow 3.3.2 with PostgreSQL.
 
-One Celery deployment for the module (skipped, with the reason, where PostgreSQL or Redis is absent).
+One Celery deployment for the module (skipped, with the reason, where PostgreSQL or Redis is absent; a
+failure under ``CI=true``). PostgreSQL only: CeleryExecutor does not run on SQLite.
 Short settings so a test takes seconds: the watcher declares a silent worker lost after 3 s (default 10),
 Redis redelivers an unacknowledged message after 20 s (Airflow's default is 24 h)."""
 
@@ -20,6 +21,7 @@ import pytest
 from airflow_resilience.airflow.execution import EVIDENCE_KEY
 from airflow_resilience.ledger import LEDGER_KEY
 from airflow_resilience.testing.harness import AirflowEnvironment, EnvironmentUnavailable
+from airflow_resilience.testing.services import unavailable
 
 pytestmark = pytest.mark.airflow
 
@@ -29,7 +31,7 @@ VISIBILITY_TIMEOUT = 20
 
 
 @pytest.fixture(scope="module")
-def celery_env(job_server):
+def celery_env(job_server, suite_services):
     try:
         af = AirflowEnvironment.create(
             dags=[HERE / "celery_dags", HERE / "dags" / "resilience_marks.py", HERE / "dags" / "ops_resumable.py"],
@@ -48,7 +50,7 @@ def celery_env(job_server):
             },
         )
     except EnvironmentUnavailable as exc:
-        pytest.skip(f"CeleryExecutor tests: {exc}")
+        unavailable(f"CeleryExecutor tests: {exc}")
     try:
         yield af
     finally:

@@ -8,8 +8,10 @@
         af.signal_runner("my_dag", run_id, "load", signal.SIGKILL)
         af.wait_for_run("my_dag", run_id)
 
-The environment uses PostgreSQL when a server answers on ``127.0.0.1:5432`` (a fresh database named
-``airflow_resilience_<random>``, dropped at stop) and SQLite otherwise; :attr:`database_kind` and the log
+The environment uses PostgreSQL when a server answers at ``AIRFLOW_RESILIENCE_TEST_PG`` (``host:port``,
+default ``127.0.0.1:5432``; a fresh database named ``airflow_resilience_<random>``, dropped at stop) and
+SQLite otherwise; Celery's Redis is ``AIRFLOW_RESILIENCE_TEST_REDIS`` (default ``127.0.0.1:6379``). The
+suite's own run starts both itself (:mod:`airflow_resilience.testing.services`); :attr:`database_kind` and the log
 line at start say which. ``AIRFLOW_RESILIENCE_TEST_DB=sqlite|postgres`` forces one.
 
 The test process never imports Airflow's settings: it speaks to the REST API for triggering and clearing,
@@ -28,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from airflow_resilience.testing.services import (
+    free_port,
+    postgres_address,
+    postgres_answers,
+    redis_address,
+    redis_answers,
+)
 
 log = logging.getLogger("airflow_resilience.testing")
 
@@ -50,36 +59,20 @@ class EnvironmentUnavailable(RuntimeError):
     """A service the requested environment needs (PostgreSQL, Redis) is not reachable."""
 
 
-def redis_reachable(host: str = "127.0.0.1", port: int = 6379, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+def redis_reachable(host: str | None = None, port: int | None = None, timeout: float = 0.5) -> bool:
+    """True when Redis answers PING at ``host:port`` (default: the session's, see :mod:`.services`)."""
+    default_host, default_port = redis_address()
+    return redis_answers(host or default_host, port or default_port, timeout)
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
-def postgres_reachable(host: str = "127.0.0.1", port: int = 5432, timeout: float = 0.5) -> bool:
-    """True when something accepts connections on the PostgreSQL port and a login works."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError:
-        return False
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres", connect_timeout=2)
-        conn.close()
-        return True
-    except Exception:
-        return False
+def postgres_reachable(host: str | None = None, port: int | None = None, timeout: float = 0.5) -> bool:
+    """True when PostgreSQL accepts a login as ``postgres`` at ``host:port`` (default: the session's)."""
+    default_host, default_port = postgres_address()
+    return postgres_answers(host or default_host, port or default_port, timeout)
 
 
 @dataclass(frozen=True)
@@ -156,7 +149,7 @@ class AirflowEnvironment:
         :param database: ``"postgres"``, ``"sqlite"`` or ``None`` for PostgreSQL when reachable.
         :param config: extra settings as ``AIRFLOW__SECTION__KEY`` environment names -> values.
         :param executor: ``"local"`` (LocalExecutor) or ``"celery"``: CeleryExecutor with the Redis broker
-            on 127.0.0.1:6379 and ``celery_workers`` ``airflow celery worker`` processes, each its own
+            of the session (``AIRFLOW_RESILIENCE_TEST_REDIS``) and ``celery_workers`` ``airflow celery worker`` processes, each its own
             "node" (own process group, own ``--celery-hostname``, ``worker_concurrency`` slots). Celery
             needs PostgreSQL; :class:`EnvironmentUnavailable` says what is missing.
         :param visibility_timeout: Celery (Redis): seconds before an unacknowledged message is delivered again.
@@ -165,9 +158,9 @@ class AirflowEnvironment:
             raise ValueError(f"executor must be 'local' or 'celery', got {executor!r}")
         if executor == "celery":
             if database == "sqlite" or not postgres_reachable():
-                raise EnvironmentUnavailable("CeleryExecutor needs PostgreSQL on 127.0.0.1:5432 (not SQLite)")
+                raise EnvironmentUnavailable("CeleryExecutor needs PostgreSQL on %s:%d (not SQLite)" % postgres_address())
             if not redis_reachable():
-                raise EnvironmentUnavailable("CeleryExecutor tests need Redis on 127.0.0.1:6379")
+                raise EnvironmentUnavailable("CeleryExecutor tests need Redis on %s:%d" % redis_address())
             database = "postgres"
         owned = home is None
         home = Path(tempfile.mkdtemp(prefix="airflow-resilience-")) if home is None else Path(home)
@@ -179,11 +172,12 @@ class AirflowEnvironment:
         if choice == "auto":
             choice = "postgres" if postgres_reachable() else "sqlite"
             if choice == "sqlite":
-                log.warning("PostgreSQL is not reachable on 127.0.0.1:5432: using SQLite")
+                log.warning("PostgreSQL is not reachable on %s:%d: using SQLite", *postgres_address())
         if choice == "postgres":
             pg_db = f"airflow_resilience_{secrets.token_hex(4)}"
             _pg_admin(f'CREATE DATABASE "{pg_db}"')
-            url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{pg_db}"
+            pg_host, pg_port = postgres_address()
+            url = f"postgresql+psycopg2://postgres@{pg_host}:{pg_port}/{pg_db}"
         elif choice == "sqlite":
             url = f"sqlite:///{home / 'airflow.db'}"
         else:
@@ -231,8 +225,8 @@ class AirflowEnvironment:
             env.update(
                 {
                     "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                    "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{1 + secrets.randbelow(15)}",
-                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:5432/{pg_db}",
+                    "AIRFLOW__CELERY__BROKER_URL": "redis://%s:%d/" % redis_address() + str(1 + secrets.randbelow(15)),
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://postgres@%s:%d/" % postgres_address() + str(pg_db),
                     "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resilience.airflow.celery.CELERY_CONFIG",
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
                     "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
@@ -734,7 +728,8 @@ def _airflow_bin() -> str:
 def _pg_admin(statement: str) -> None:
     import psycopg2
 
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    host, port = postgres_address()
+    conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres")
     conn.autocommit = True
     try:
         with conn.cursor() as cur:

@@ -8,7 +8,6 @@ installed, :class:`PostgresUnavailable` says so (tests skip with that reason).
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -17,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_resilience.testing.harness import _free_port
+from airflow_resilience.testing.services import free_port, postgres_bin_dir
 
 
 class PostgresUnavailable(RuntimeError):
@@ -25,12 +24,10 @@ class PostgresUnavailable(RuntimeError):
 
 
 def _bin_dir() -> Path:
-    for candidate in (shutil.which("pg_ctl"), *sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)):
-        if candidate and os.access(candidate, os.X_OK):
-            path = Path(candidate).resolve().parent
-            if (path / "initdb").exists() and (path / "postgres").exists():
-                return path
-    raise PostgresUnavailable("no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH or in /usr/lib/postgresql")
+    found = postgres_bin_dir()
+    if found is None:
+        raise PostgresUnavailable("no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH or in /usr/lib/postgresql")
+    return found
 
 
 @dataclass
@@ -62,7 +59,7 @@ class PrivatePostgres:
         self.root = Path(tempfile.mkdtemp(prefix="resilience-pg-"))
         if self._user is not None:
             os.chown(self.root, self._user.pw_uid, self._user.pw_gid)
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         data = self.root / "data"
         self._run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         options = {
@@ -82,6 +79,12 @@ class PrivatePostgres:
             self.stop()
             raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr.strip()}\n{log[-2000:]}")
         self._bin = bin_dir
+        return self
+
+    def adopt(self) -> PrivatePostgres:
+        """Take over a cluster another process started (``root`` and ``port`` given), so :meth:`stop` ends it."""
+        if os.geteuid() == 0:
+            self._user = pwd.getpwnam("postgres")
         return self
 
     def stop(self) -> None:
