@@ -17,6 +17,10 @@ from airflow_resilience.errors import ConfigurationError
 from airflow_resilience.ledger import Ledger
 
 
+#: Largest ``infra_retries`` / ``breaker_threshold``: a budget is counted within the ledger's newest records.
+BUDGET_MAX = 24
+
+
 @dataclass(frozen=True)
 class BudgetPolicy:
     """The infrastructure budget of a task instance."""
@@ -29,9 +33,9 @@ class BudgetPolicy:
     def __post_init__(self) -> None:
         for name, minimum in (("infra_retries", 0), ("breaker_threshold", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= BUDGET_MAX:
                 raise ConfigurationError(
-                    f"{name} must be an integer >= {minimum}, got {value!r} "
+                    f"{name} must be an integer from {minimum} to {BUDGET_MAX}, got {value!r} "
                     f"(set it in InfraRetryPolicy({name}=...) or [resilience] {name})"
                 )
 

@@ -20,10 +20,13 @@ class Settings:
     checkpoint_flush_interval: float = 0.0
     checkpoint_keep_on_clear: bool = False
     enabled: bool = True
+    selective_enable: bool = False
+    enable_tag: str = "resilience"
     infra_retries: int = 3
     breaker_threshold: int = 3
     drain_on_sigterm: bool = True
     lost_worker_check_interval: float = 2.0
+    bookkeeping_retention_days: int = 30
     infra_retry_delay: float = 2.0
     cloud_providers: tuple[str, ...] = ()
     watermark_wait_timeout: float = 600.0
@@ -51,6 +54,10 @@ def _parse(option: str, kind: str, raw: str) -> object:
     if kind == "url":
         if text and not text.startswith(("http://", "https://")):
             raise ConfigurationError(f"{where}: expected an http:// or https:// address, or nothing")
+        return text
+    if kind == "tag":
+        if not text:
+            raise ConfigurationError(f"{where}: expected a DAG tag, e.g. resilience")
         return text
     if kind == "string":
         names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
@@ -82,9 +89,24 @@ def load_settings(get: Callable[[str], str | None]) -> Settings:
         raw = get(option)
         values[option] = _parse(option, kind, default if raw is None else raw)
     settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.infra_retries > 24:
+        raise ConfigurationError(f"[{SECTION}] infra_retries = {settings.infra_retries}: must be from 0 to 24")
     if settings.breaker_threshold < 1:
         raise ConfigurationError(
             f"[{SECTION}] breaker_threshold = {settings.breaker_threshold}: must be >= 1 "
             "(1 refuses every infrastructure retry; use infra_retries = 0 to disable grants)"
         )
     return settings
+
+
+def applies_to(settings: Settings, tags: object) -> bool:
+    """Whether infrastructure-aware execution applies to a DAG with ``tags`` (``enabled`` and, with
+    ``selective_enable``, tagged with ``enable_tag``)."""
+    if not settings.enabled:
+        return False
+    if not settings.selective_enable:
+        return True
+    try:
+        return settings.enable_tag in {str(t) for t in (tags or ())}  # type: ignore[union-attr]
+    except TypeError:
+        return False

@@ -27,13 +27,27 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "drain, lost-worker detection). False gives stock Airflow behaviour (used by drills to compare); "
         "checkpoints keep working either way.",
     ),
+    "selective_enable": (
+        "boolean",
+        "False",
+        "Roll out on a subset: when True, only tasks of DAGs tagged with enable_tag get infrastructure-aware "
+        "execution (classification, infra budget, drain, lost-worker detection, grants); every other task "
+        "behaves exactly as stock Airflow. Checkpoint, Watermark and the resumable operators keep working "
+        "everywhere as libraries.",
+    ),
+    "enable_tag": (
+        "tag",
+        "resilience",
+        "With selective_enable = True: the DAG tag that opts a DAG's tasks in.",
+    ),
     "infra_retries": (
         "integer",
         "3",
         "Attempts that infrastructure failures (lost worker, killed runner, OOM kill, eviction, spot "
-        "interruption) may add to a task instance, on top of its retries. Per task: "
-        "retry_policy=InfraRetryPolicy(infra_retries=N). 0: stock Airflow rules (infrastructure failures "
-        "spend retries).",
+        "interruption) may add to a task instance, on top of its retries (0 to 24). Each grant raises the "
+        "task instance's max_tries by one at the moment of that failure, on the API server or the scheduler. "
+        "Per task: retry_policy=InfraRetryPolicy(infra_retries=N). 0: stock Airflow rules (infrastructure "
+        "failures spend retries).",
     ),
     "breaker_threshold": (
         "integer",
@@ -56,6 +70,14 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "LocalExecutor: the supervisors on the scheduler's own host; a dead one is reported at once instead of "
         "after [scheduler] task_instance_heartbeat_timeout. CeleryExecutor: every worker is asked through the "
         "broker (see celery_worker_lost_after). 0 disables the check.",
+    ),
+    "bookkeeping_retention_days": (
+        "integer",
+        "30",
+        "Days the package's own task-state-store rows (resilience:attempt, resilience:ledger, "
+        "resilience:evidence) are kept after their last write; Airflow's state-store cleanup removes them "
+        "after that. 0: kept until the task instance is deleted. Checkpoints follow [state_store] "
+        "default_retention_days.",
     ),
     "infra_retry_delay": (
         "float",

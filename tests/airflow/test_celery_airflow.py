@@ -20,7 +20,8 @@ import pytest
 
 from airflow_resilience.airflow.execution import EVIDENCE_KEY
 from airflow_resilience.ledger import LEDGER_KEY
-from airflow_resilience.testing.harness import AirflowEnvironment, EnvironmentUnavailable
+from airflow_resilience.signals.celery import started_on
+from airflow_resilience.testing.harness import WORKER_PREFIX, AirflowEnvironment, EnvironmentUnavailable
 from airflow_resilience.testing.services import unavailable
 
 pytestmark = pytest.mark.airflow
@@ -228,6 +229,104 @@ def test_workload_taken_but_not_started_is_requeued(nodes, marks):
     assert first["cause"]["reason"] == "worker.lost" and first["verdict"] == "grant"
     evidence = af.state_store(STEPS, run_id, "work")[EVIDENCE_KEY]
     assert evidence["queued"] is True and "taken the workload but not started" in evidence["note"]
+
+
+def log_size(af, component: str) -> int:
+    path = af.home / f"{component}.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def log_since(af, component: str, offset: int) -> str:
+    with open(af.home / f"{component}.log", "rb") as fh:
+        fh.seek(offset)
+        return fh.read().decode(errors="replace")
+
+
+def answers_broker(af, worker: str, timeout: float = 60) -> None:
+    """Wait until ``worker`` answers a ping through the broker."""
+    from celery import Celery
+
+    app = Celery(broker=af.env["AIRFLOW__CELERY__BROKER_URL"])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if any(host.startswith(f"{worker}@") for r in app.control.ping(timeout=1.0) or [] for host in r):
+                return
+        raise TimeoutError(f"{worker} never answered through the broker")
+    finally:
+        app.close()
+
+
+def celery_meta(af, celery_id: str) -> dict:
+    """What Celery's result backend holds for ``celery_id`` (the environment's ``db+postgresql`` backend)."""
+    from celery import Celery
+
+    app = Celery(broker=af.env["AIRFLOW__CELERY__BROKER_URL"], backend=af.env["AIRFLOW__CELERY__RESULT_BACKEND"])
+    try:
+        return app.backend.get_task_meta(celery_id, cache=False)
+    finally:
+        app.close()
+
+
+def wait_declared_lost(af, worker: str, since: int, timeout: float = 60) -> float:
+    """Wait until the scheduler-side watch declares ``worker`` lost (its log, after offset ``since``); returns
+    the time it was seen."""
+    pattern = re.compile(rf"celery worker {re.escape(worker)}@\S+ has not answered through the broker")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pattern.search(log_since(af, "scheduler", since)):
+            return time.time()
+        time.sleep(0.3)
+    raise TimeoutError(f"the watch never declared {worker} lost:\n{log_since(af, 'scheduler', since)[-4000:]}")
+
+
+def test_task_on_a_worker_that_never_answers_is_never_handed_back(nodes, marks):
+    """A worker with remote control off never answers the broker: silence is not evidence. Its running task is
+    not handed back when a new worker joins, nor when an idle worker is warm-shut-down and declared lost
+    (every other known worker answering that round): exactly one attempt, SUCCESS."""
+    af = nodes
+    quiet, newcomer = f"{WORKER_PREFIX}quiet", f"{WORKER_PREFIX}newcomer"
+    idle = af.workers[0]
+    for name in af.workers:
+        af.stop_component(name)  # only the quiet worker consumes while the task is queued
+    extra = [quiet]
+    try:
+        af.start_component(quiet, env={"AIRFLOW__CELERY__WORKER_ENABLE_REMOTE_CONTROL": "False"})
+        af.wait_worker_ready(quiet)
+        run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 1.0})
+        start = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 1, timeout=120)
+        assert start["pid"] in {p.pid for p in af.node_processes(quiet)}, "attempt 1 does not run on the quiet worker"
+        # What the watch reads for a task that no answer names: STARTED, on the quiet worker (not the lost one).
+        meta = celery_meta(af, af.task_instance(STEPS, run_id, "work").external_executor_id)
+        assert (started_on(meta) or "").startswith(f"{quiet}@"), meta
+        # A new worker joins, and an idle one comes (back), while the task runs.
+        extra.append(newcomer)
+        af.start_component(newcomer)
+        af.start_component(idle)
+        af.wait_worker_ready(newcomer)
+        af.wait_worker_ready(idle)
+        answers_broker(af, newcomer)
+        answers_broker(af, idle)
+        time.sleep(3)  # the watch asks every second: let it see both answer
+        since = log_size(af, "scheduler")
+        main = psutil.Process(af.component_pid(idle))
+        af.terminate_worker(idle)  # warm shutdown of an idle worker: it exits at once
+        main.wait(timeout=30)
+        lost_at = wait_declared_lost(af, idle, since)
+        assert af.wait_for_run(STEPS, run_id, timeout=240) == "success"
+    finally:
+        for name in extra:
+            af.stop_component(name)
+
+    ends = [e["at"] for e in marks.read() if e["t"] == 1]
+    assert max(ends) > lost_at, "the task had ended before the idle worker was declared lost: nothing was tested"
+    tries = af.try_history(STEPS, run_id, "work")
+    assert [t.try_number for t in tries] == [1] and tries[-1].state == "success", tries
+    assert [e["t"] for e in marks.of("attempt-start")] == [1] and len(marks.of("attempt-end")) == 1
+    assert len(marks.of("item-end", 1)) == 60  # ran to the end, never interrupted
+    evidence = af.state_store(STEPS, run_id, "work").get(EVIDENCE_KEY) or {}
+    assert not evidence.get("worker_lost"), evidence
+    assert "no worker that answered holds it" not in log_since(af, "scheduler", since)
 
 
 def test_user_error_spends_retries_as_stock(nodes, marks):

@@ -75,9 +75,9 @@ def test_messages_name_the_budget() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"infra_retries": -1}, r"infra_retries must be an integer >= 0, got -1"),
-        ({"infra_retries": "3"}, r"infra_retries must be an integer >= 0, got '3'"),
-        ({"breaker_threshold": 0}, r"breaker_threshold must be an integer >= 1, got 0"),
+        ({"infra_retries": -1}, r"infra_retries must be an integer from 0 to 24, got -1"),
+        ({"infra_retries": "3"}, r"infra_retries must be an integer from 0 to 24, got '3'"),
+        ({"breaker_threshold": 0}, r"breaker_threshold must be an integer from 1 to 24, got 0"),
         ({"infra_retries": True}, r"infra_retries must be an integer"),
     ],
 )

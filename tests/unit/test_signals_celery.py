@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_resilience.signals.celery import WorkerRoster, task_ids
+from airflow_resilience.signals.celery import (
+    IN_LAST_ANSWER,
+    STARTED_THERE,
+    LostWorker,
+    WorkerRoster,
+    lost_task_ids,
+    started_on,
+    task_ids,
+)
 
 
 def tasks(*ids: str) -> list[dict]:
@@ -57,3 +65,88 @@ def test_holder_of():
     roster = WorkerRoster(3.0)
     roster.observe(0, {"w1": tasks("a")}, {"w2": tasks("b")})
     assert roster.holder_of("a") == "w1" and roster.holder_of("b") == "w2" and roster.holder_of("c") is None
+
+
+def test_held_is_what_the_known_workers_last_named():
+    roster = WorkerRoster(3.0)
+    roster.observe(0, {"w1": tasks("a"), "w2": []}, {"w2": tasks("b")})
+    roster.observe(2, {"w2": []}, {"w2": []})  # w1 did not answer: its last answer still counts
+    assert roster.held() == frozenset({"a"})
+    roster.lost(3.0)  # w1 is lost: what it held is no longer held by a known worker
+    assert roster.held() == frozenset()
+
+
+LOST = "worker-a@node1"
+
+
+def started(hostname, pid=4242):
+    """A result-backend meta as ``app.backend.get_task_meta`` returns it while the task runs."""
+    return {"task_id": "x", "status": "STARTED", "result": {"pid": pid, "hostname": hostname}, "traceback": None}
+
+
+def meta(status, result=None):
+    return {"task_id": "x", "status": status, "result": result, "traceback": None, "date_done": None}
+
+
+@pytest.mark.parametrize(
+    "active, reserved, claimed, unclaimed, metas, expected",
+    [
+        # the lost worker's own last answer: running there / taken but not started
+        ({"a"}, {"r"}, set(), [], {}, {"a": IN_LAST_ANSWER, "r": IN_LAST_ANSWER}),
+        # ... but never an id another worker holds now
+        ({"a"}, {"r"}, {"a", "r"}, [], {}, {}),
+        # a reserved one that the backend says started on another worker (a redelivery it took): no action
+        (set(), {"r"}, set(), [], {"r": started("worker-b@node2")}, {}),
+        # a reserved one that started on the lost worker after its last answer, or whose meta is unreadable
+        # or pending: its own answer is the evidence
+        (set(), {"r"}, set(), [], {"r": started(LOST)}, {"r": IN_LAST_ANSWER}),
+        (set(), {"r"}, set(), [], {"r": OSError("db down")}, {"r": IN_LAST_ANSWER}),
+        (set(), {"r"}, set(), [], {"r": meta("PENDING")}, {"r": IN_LAST_ANSWER}),
+        # unclaimed and STARTED on the lost worker: it died before a round saw it
+        (set(), set(), set(), ["u"], {"u": started(LOST)}, {"u": STARTED_THERE}),
+        # unclaimed and STARTED on another worker (one that has not answered yet, or never answers)
+        (set(), set(), set(), ["u"], {"u": started("worker-quiet@node1")}, {}),
+        # unclaimed, no meta at all / the meta could not be read
+        (set(), set(), set(), ["u"], {}, {}),
+        (set(), set(), set(), ["u"], {"u": None}, {}),
+        (set(), set(), set(), ["u"], {"u": TimeoutError("backend")}, {}),
+        # unclaimed, other states
+        (set(), set(), set(), ["u"], {"u": meta("PENDING")}, {}),
+        (set(), set(), set(), ["u"], {"u": meta("SUCCESS", None)}, {}),
+        (set(), set(), set(), ["u"], {"u": meta("FAILURE", ValueError("x"))}, {}),
+        (set(), set(), set(), ["u"], {"u": meta("RETRY", {"hostname": LOST})}, {}),
+        # malformed STARTED metas
+        (set(), set(), set(), ["u"], {"u": meta("STARTED", None)}, {}),
+        (set(), set(), set(), ["u"], {"u": meta("STARTED", "worker-a@node1")}, {}),
+        (set(), set(), set(), ["u"], {"u": meta("STARTED", {"pid": 1})}, {}),
+        (set(), set(), set(), ["u"], {"u": "junk"}, {}),
+        # worker names with @host: exactly the lost worker's node name, nothing less or more
+        (set(), set(), set(), ["u"], {"u": started("worker-a@node2")}, {}),  # same name, another host
+        (set(), set(), set(), ["u"], {"u": started("worker-b@node1")}, {}),  # same host, another worker
+        (set(), set(), set(), ["u"], {"u": started("worker-a")}, {}),
+        (set(), set(), set(), ["u"], {"u": started("node1")}, {}),
+        (set(), set(), set(), ["u"], {"u": started("WORKER-A@node1")}, {}),
+        (set(), set(), set(), ["u"], {"u": started("worker-a@node1.example.com")}, {}),
+        # a claimed id is never handed back, whatever its meta says
+        (set(), set(), {"u"}, ["u"], {"u": started(LOST)}, {}),
+        # a mix: each id on its own evidence
+        (
+            {"a"},
+            set(),
+            {"c"},
+            ["u1", "u2", "u3", "c"],
+            {"u1": started(LOST), "u2": started("worker-b@node1"), "u3": RuntimeError(), "c": started(LOST)},
+            {"a": IN_LAST_ANSWER, "u1": STARTED_THERE},
+        ),
+    ],
+)
+def test_lost_task_ids(active, reserved, claimed, unclaimed, metas, expected):
+    lost = LostWorker(LOST, 0.0, 3.0, frozenset(active), frozenset(reserved))
+    assert lost_task_ids(lost, claimed=claimed, unclaimed_running=unclaimed, metas=metas) == expected
+
+
+def test_started_on():
+    assert started_on(started("w@h")) == "w@h"
+    assert started_on(meta("STARTED", {"hostname": ""})) is None
+    assert started_on(meta("STARTED", {"hostname": 3})) is None
+    assert started_on(ValueError()) is None and started_on(None) is None

@@ -108,9 +108,31 @@ def test_pid_alive_self() -> None:
     assert pid_alive(os.getpid(), started_before=time.time())
 
 
-@pytest.mark.parametrize("pid", [0, -1, 2**31 - 1, True, "abc", None])
-def test_pid_alive_bad_pids(pid: object) -> None:
-    assert pid_alive(pid) is False  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("pid", "answer"),
+    [
+        (2**31 - 1, False),  # no such process: positively gone
+        (0, None),  # not a process id: unknown, never evidence of a death
+        (-1, None),
+        (True, None),
+        ("abc", None),
+        (None, None),
+    ],
+)
+def test_pid_alive_bad_pids(pid: object, answer: bool | None) -> None:
+    assert pid_alive(pid) is answer  # type: ignore[arg-type]
+
+
+def test_pid_alive_unexpected_error_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error psutil was not expected to raise means "unknown" (the detector then does nothing), never
+    "dead" (which would SIGKILL a healthy runner)."""
+
+    def broken(self: psutil.Process) -> str:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(psutil.Process, "status", broken)
+    assert pid_alive(os.getpid()) is None
+    assert pid_alive(os.getpid(), started_before=time.time()) is None
 
 
 def test_pid_alive_access_denied_counts_as_alive(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,10 +4,30 @@ Runs in the lost-worker detector process (a child of the scheduler) when the exe
 CeleryExecutor. Every ``[resilience] lost_worker_check_interval`` seconds it asks every worker, through the
 broker, for its active and reserved tasks. A worker that answered before and has been silent for
 ``celery_worker_lost_after`` seconds is lost (:class:`~airflow_resilience.signals.celery.WorkerRoster`).
-For each task instance of its last answer that is still ``running`` or ``queued`` in Airflow:
 
-1. the evidence (``worker_lost``, the worker, how long it was silent) is written to the task instance's
-   state store, where the scheduler-side classification reads it (cause ``worker.lost``);
+Do no harm: a task instance is handed back only on *positive evidence* that it ran on the lost worker
+(:func:`~airflow_resilience.signals.celery.lost_task_ids`). What counts as evidence:
+
+* the lost worker's own last answer named its Celery task id (active: "running there"; reserved: "taken the
+  workload but not started" — unless the result backend says it STARTED on another worker), and the task
+  instance is still ``running`` or ``queued``;
+* the task instance is ``running``, no answer names it, and Celery's result backend says its task id is
+  ``STARTED`` with ``hostname`` exactly the lost worker's node name (``task_track_started``, on in
+  Airflow's default Celery config, stores ``{"pid": ..., "hostname": ...}`` when a worker starts a task):
+  it started there and the worker died before a round saw it.
+
+What does *not* count: silence. A running task instance that no answer names may run on a worker that has
+not answered yet (it just joined, it is busy) or that never answers (``[celery]
+worker_enable_remote_control = False``); it is left alone unless the result backend names the lost worker.
+A task id that another worker holds (its answer this round or its last one) is never handed back. A result
+meta that is missing, in another state (``PENDING``, ``SUCCESS``, ...), names another worker or cannot be
+read means unknown, and unknown means no action (logged at debug); so does any error while reading the
+evidence. Such a task instance is left to Airflow's own ``task_instance_heartbeat_timeout``, as on stock.
+
+For each task instance handed back:
+
+1. the evidence (``worker_lost``, the worker, how long it was silent, which evidence) is written to the task
+   instance's state store, where the scheduler-side classification reads it (cause ``worker.lost``);
 2. the Celery task is marked FAILURE in Celery's result backend. The CeleryExecutor reads that at its
    next sync and reports the task failed; the scheduler then fails the task instance as "killed
    externally" — for a running one instead of waiting ``task_instance_heartbeat_timeout`` (300 s stock),
@@ -19,11 +39,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_resilience.signals.celery import LostWorker, WorkerRoster, task_ids
+from airflow_resilience.signals.celery import (
+    STARTED_THERE,
+    LostWorker,
+    WorkerRoster,
+    lost_task_ids,
+    started_on,
+    task_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +90,49 @@ class CeleryWorkerWatch:
         active = inspect.active() or {}
         reserved = inspect.reserved() or {}
         self.roster.observe(self.clock(), active, reserved)
-        answered = set(active) | set(reserved)
-        claimed = frozenset().union(*(task_ids(v) for v in (*active.values(), *reserved.values())))
-        found = 0
-        for worker in self.roster.lost(self.clock()):
-            # Every other worker answered this round: a task instance that was already running when we
-            # asked and that no live worker holds ran on the lost one (it died before a round saw it).
-            complete = set(self.roster.workers) <= answered
-            found += self.report(worker, claimed=claimed if complete else None, asked_at=asked_at)
-        return found
+        lost = self.roster.lost(self.clock())
+        if not lost:
+            return 0
+        # What the other workers hold: their answers this round, and the last answer of those that did not
+        # answer it. Any of them is positive evidence that the task lives elsewhere.
+        claimed = self.roster.held().union(*(task_ids(v) for v in (*active.values(), *reserved.values())))
+        return sum(self.report(worker, claimed=claimed, asked_at=asked_at) for worker in lost)
 
-    def report(self, worker: LostWorker, claimed: frozenset[str] | None = None, asked_at: datetime | None = None) -> int:
-        """Hand back what ``worker`` held. With ``claimed`` (the task ids every live worker holds), also the
-        running task instances no live worker holds that started before ``asked_at``."""
-        from celery import states
+    def meta(self, task_id: str) -> Any:
+        """Celery's result-backend meta of ``task_id``, or the exception raised reading it."""
+        try:
+            return self.app.backend.get_task_meta(task_id, cache=False)
+        except Exception as exc:  # unknown: no action for this task
+            return exc
+
+    def unclaimed_running(self, claimed: Iterable[str], asked_at: datetime) -> list[str]:
+        """Celery task ids of running task instances that no answer names and that started before we asked."""
         from sqlalchemy import and_, or_, select, true
+
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        claimed = sorted(claimed)
+        with create_session() as session:
+            ids = session.scalars(
+                select(TaskInstance.external_executor_id).where(
+                    and_(
+                        TaskInstance.state == TaskInstanceState.RUNNING,
+                        TaskInstance.external_executor_id.is_not(None),
+                        TaskInstance.external_executor_id.not_in(claimed) if claimed else true(),
+                        TaskInstance.start_date < asked_at - timedelta(seconds=1),
+                        or_(TaskInstance.executor.is_(None), TaskInstance.executor.contains("Celery")),
+                    )
+                )
+            ).all()
+        return sorted({str(i) for i in ids if i})
+
+    def report(self, worker: LostWorker, claimed: Iterable[str] = (), asked_at: datetime | None = None) -> int:
+        """Hand back what ``worker`` went down with, on positive evidence only (see the module docstring).
+        ``claimed``: the task ids the other workers hold."""
+        from celery import states
+        from sqlalchemy import and_, select
 
         from airflow.models.taskinstance import TaskInstance
         from airflow.state import get_state_backend
@@ -87,38 +142,62 @@ class CeleryWorkerWatch:
         from airflow_resilience.airflow.execution import EVIDENCE_KEY
         from airflow_resilience.airflow.scheduler import _scope, _set
 
-        ids = worker.active | worker.reserved
         log.warning("airflow-resilience: %s", worker.note())
-        held = and_(
-            TaskInstance.external_executor_id.in_(sorted(ids)),
-            TaskInstance.state.in_([TaskInstanceState.RUNNING, TaskInstanceState.QUEUED]),
-        )
-        where = held
-        if claimed is not None and asked_at is not None:
-            unclaimed = and_(
-                TaskInstance.state == TaskInstanceState.RUNNING,
-                TaskInstance.external_executor_id.is_not(None),
-                TaskInstance.external_executor_id.not_in(sorted(claimed)) if claimed else true(),
-                TaskInstance.start_date < asked_at - timedelta(seconds=1),
-                or_(TaskInstance.executor.is_(None), TaskInstance.executor.contains("Celery")),
+        claimed = frozenset(claimed)
+        asked_at = asked_at or datetime.now(timezone.utc)
+        try:
+            unclaimed = self.unclaimed_running(claimed | worker.active | worker.reserved, asked_at)
+        except Exception:  # no evidence read: no action on anything but the worker's own answer
+            log.warning("airflow-resilience: could not list running task instances", exc_info=True)
+            unclaimed = []
+        # Reserved ones too: one that the result backend says STARTED on another worker is not handed back.
+        reserved = sorted(worker.reserved - worker.active - claimed)
+        metas = {task_id: self.meta(task_id) for task_id in (*unclaimed, *reserved)}
+        decided = lost_task_ids(worker, claimed=claimed, unclaimed_running=unclaimed, metas=metas)
+        for task_id in unclaimed:
+            if task_id not in decided:
+                log.debug(
+                    "airflow-resilience: celery task %s is running and no worker named it, but nothing says "
+                    "it ran on lost worker %s (result backend: %s): no action",
+                    task_id,
+                    worker.hostname,
+                    _describe(metas.get(task_id)),
+                )
+        for task_id in sorted((worker.active | worker.reserved) - set(decided)):
+            log.info(
+                "airflow-resilience: celery task %s of lost worker %s is held by another worker or started "
+                "on one (result backend: %s): no action",
+                task_id,
+                worker.hostname,
+                _describe(metas.get(task_id)),
             )
-            where = or_(held, unclaimed)
-        elif not ids:
+        if not decided:
             return 0
         backend = get_state_backend()
         failed: list[tuple[str, str]] = []
         with create_session() as session:
-            tis = session.scalars(select(TaskInstance).where(where)).all()
+            tis = session.scalars(
+                select(TaskInstance).where(
+                    and_(
+                        TaskInstance.external_executor_id.in_(sorted(decided)),
+                        TaskInstance.state.in_([TaskInstanceState.RUNNING, TaskInstanceState.QUEUED]),
+                    )
+                )
+            ).all()
             for ti in tis:
+                task_id = str(ti.external_executor_id)
+                evidence = decided[task_id]
                 started = ti.state == TaskInstanceState.RUNNING
-                if str(ti.external_executor_id) in ids:
+                if evidence == STARTED_THERE:
+                    if not started:  # it was running when we read the meta; anything else now: unknown
+                        continue
                     note = worker.note() + (
-                        "; the task was running there" if started else "; it had taken the workload but not started it"
+                        "; the task was running, no worker that answered holds it and Celery's result backend "
+                        "says it started there (the worker died before a round saw it)"
                     )
                 else:
                     note = worker.note() + (
-                        "; the task was running and no worker that answered holds it: it ran there (the worker "
-                        "died before a round saw it)"
+                        "; the task was running there" if started else "; it had taken the workload but not started it"
                     )
                 _set(
                     backend,
@@ -129,6 +208,7 @@ class CeleryWorkerWatch:
                         "worker_lost": True,
                         "note": note,
                         "celery_worker": worker.hostname,
+                        "evidence": evidence,
                         "queued": not started,
                         "detected_at": time.time(),
                     },
@@ -136,12 +216,23 @@ class CeleryWorkerWatch:
                 )
                 if started:  # also let the heartbeat check take it, should the executor report be missed
                     ti.last_heartbeat_at = datetime.now(timezone.utc) - timedelta(seconds=self.heartbeat_timeout + 60)
-                failed.append((str(ti.external_executor_id), note))
+                failed.append((task_id, note))
                 log.warning("airflow-resilience: lost celery worker for %s (%s): %s", ti.key, ti.state, note)
         for task_id, note in failed:  # after the evidence is committed: the executor acts on this at once
             self.app.backend.store_result(task_id, WorkerLost(note), states.FAILURE)
         return len(failed)
 
 
+def _describe(meta: Any) -> str:
+    """A result-backend meta for a log line (never raises)."""
+    if isinstance(meta, BaseException):
+        return f"unreadable: {meta!r}"[:200]
+    if not isinstance(meta, Mapping):
+        return "no meta" if meta is None else "malformed meta"
+    host = started_on(meta)
+    return f"STARTED on {host}" if host else str(meta.get("status"))[:40]
+
+
 class WorkerLost(Exception):
     """Stored as the Celery result of a task whose worker was lost."""
+

@@ -1,16 +1,18 @@
-"""Infrastructure-aware execution in the task runner: attempt start, SIGTERM drain, silent deaths.
+"""Infrastructure-aware execution in the task runner: attempt start and the SIGTERM drain.
 
-Installed on every task by the task policy (:mod:`airflow_resilience.airflow.policy`):
+Installed on the tasks it applies to by the task policy (:mod:`airflow_resilience.airflow.policy`):
 
-* ``pre_execute`` -> :func:`on_attempt_start`: records this attempt (pids, host, cgroup OOM counter) in
-  the state store; if the *previous* try ended without a word from its runner (killed by a signal or the
-  OOM killer — its supervisor reported the failure), classifies it, asks the budget, and records it in
-  the ledger; an exhausted budget fails the task here, with the message.
+* ``pre_execute`` -> :func:`on_attempt_start`: records this attempt in the state store (pids, host, cgroup
+  OOM counter, its budget) — the record that lets the API server's failure gate tell a runner that died
+  without a word (killed by a signal or the OOM killer) from one that reported its own failure — and logs
+  what the previous attempts went through. An error there is logged once and the task runs as stock
+  Airflow would: no record, no drain.
 * ``execute`` -> wrapped by :func:`wrap_execute`: a SIGTERM raises :class:`DrainRequested` in the main
   thread; the wrapper writes the checkpoint, checks with the API server that the task instance is still
   ``running`` (a user marking it failed/success also ends in SIGTERM: that is ``manual`` and is not
-  drained) and raises :class:`InfrastructureInterruption`, which the retry policy pays from the
-  infrastructure budget: a new try within ``infra_retry_delay`` seconds, ``retries`` untouched.
+  drained), records the cause as ``pending`` in the ledger and raises :class:`InfrastructureInterruption`.
+  The runner then reports a failure as usual; the failure gate on the API server judges it
+  (:mod:`airflow_resilience.airflow.gate`) and grants the next try from the infrastructure budget.
 
   (Not a reschedule: a rescheduled task instance keeps its try number, so the executor's late report of
   the drained run is attributed to the next run and Airflow fails it — seen in testing whenever the
@@ -29,17 +31,15 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_resilience.budget import Verdict, decide
+from airflow_resilience.airflow.accounting import ATTEMPT_KEY, EVIDENCE_KEY, bookkeeping_failed, metric, now
 from airflow_resilience.causes import Evidence, FailureCause, classify
-from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
-from airflow_resilience.signals.cgroup import oom_evidence, read_oom_kills
+from airflow_resilience.judge import pending
+from airflow_resilience.ledger import ENDING_VERDICTS, LEDGER_KEY, Ledger
+from airflow_resilience.signals.cgroup import read_oom_kills
 
 log = logging.getLogger(__name__)
 
-ATTEMPT_KEY = "resilience:attempt"
-#: Ledger verdicts that end a try.
-ENDING_VERDICTS = frozenset({"grant", "stock", "exhausted", "manual"})
-EVIDENCE_KEY = "resilience:evidence"
+__all__ = ["ATTEMPT_KEY", "ENDING_VERDICTS", "EVIDENCE_KEY", "metric"]
 
 
 class InfrastructureInterruption(Exception):
@@ -61,10 +61,28 @@ class DrainRequested(BaseException):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def runner_store(ti: Any):
+def runner_store(ti: Any, *, retrying: bool = True):
     from airflow_resilience.airflow.store import TaskStateStore
 
-    return TaskStateStore.for_task_instance(ti)
+    return TaskStateStore.for_task_instance(ti, retrying=retrying)
+
+
+def bookkeeping_store(ti: Any):
+    """The state store for the package's own records: one try per call (no retrying), and the
+    ``bookkeeping_retention_days`` retention on every write."""
+    from airflow_resilience.airflow.runtime import settings
+
+    store = runner_store(ti, retrying=False)
+    days = settings().bookkeeping_retention_days
+
+    class _Bookkeeping:
+        get = staticmethod(store.get)
+
+        @staticmethod
+        def set(key: str, value: Any) -> None:
+            store.set(key, value, retention_days=days)
+
+    return _Bookkeeping
 
 
 def attempt_had_checkpoint(store: Any, try_number: int) -> bool:
@@ -77,18 +95,8 @@ def attempt_had_checkpoint(store: Any, try_number: int) -> bool:
     return isinstance(head, dict) and head.get("try_number") == try_number
 
 
-def metric(name: str, cause: FailureCause, **tags: str) -> None:
-    """``resilience.<name>`` counter with ``kind``/``reason`` tags (never raises)."""
-    try:
-        from airflow.sdk.observability.stats import Stats
-
-        Stats.incr(f"resilience.{name}", tags={"kind": cause.kind.value, "reason": cause.reason.value, **tags})
-    except Exception:  # metrics must never change a task's outcome
-        log.debug("metric resilience.%s not emitted", name, exc_info=True)
-
-
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return now()
 
 
 def budget_for(policy: Any):
@@ -101,63 +109,46 @@ def budget_for(policy: Any):
     return policy.budget(defaults) if hasattr(policy, "budget") else defaults
 
 
+def clear_number_of(context: Any) -> int | None:
+    try:
+        value = getattr(context.get("dag_run"), "clear_number", None)
+        return int(value) if value is not None else None
+    except Exception:
+        return None
+
+
 # ---------------------------------------------------------------------------------------------- start
 def on_attempt_start(task: Any, context: Any) -> None:
-    """``pre_execute`` of every task: classify a silent death of the previous try, record this one."""
-    from airflow.sdk.exceptions import AirflowFailException
-
+    """``pre_execute`` of every task it applies to: record this attempt; never fails the task."""
     from airflow_resilience.airflow.runtime import settings
 
+    _state.draining = False  # a new attempt (a reschedule re-enters in the same process kind)
     ti = context["ti"]
-    store = runner_store(ti)
-    ledger = Ledger.from_json(store.get(LEDGER_KEY))
-    previous = store.get(ATTEMPT_KEY)
     try_number = int(ti.try_number)
-    max_tries = int(getattr(ti, "max_tries", 0) or 0)
-    if (
-        isinstance(previous, dict)
-        and int(previous.get("try_number", try_number)) < try_number
-        and not previous.get("ended")  # it reported its end (success, failure): not a silent death
-        and previous.get("max_tries", max_tries) == max_tries  # a clear in between: a rerun, not a death
-    ):
-        prev_try = int(previous["try_number"])
-        if not any(r.try_number == prev_try and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
-            oom = oom_evidence(previous.get("oom_kills"), read_oom_kills()).get("oom_kills")
-            evidence = Evidence(
-                exit_signal=signal.SIGKILL,
-                oom_kills=oom,
-                notes=(("runner", "the previous attempt's runner left no exit record; its supervisor reported the failure"),),
-            )
-            cause = classify(evidence)
-            decision = decide(ledger.since_clear(max_tries), cause, budget_for(task.retry_policy))
-            ledger = ledger.append(
-                AttemptRecord(
-                    prev_try, cause, decision.verdict.value, at=_now(),
-                    checkpoint=attempt_had_checkpoint(store, prev_try), max_tries=max_tries,
-                )
-            )
-            store.set(LEDGER_KEY, ledger.to_json())
-            metric("failures", cause)
-            metric("decisions", cause, verdict=decision.verdict.value)
-            log.warning("airflow-resilience: try %s: %s", prev_try, decision.message)
-            if decision.verdict is Verdict.EXHAUSTED:
-                raise AirflowFailException(decision.message)
-    store.set(
-        ATTEMPT_KEY,
-        {
-            "try_number": try_number,
-            "runner_pid": os.getpid(),
-            "supervisor_pid": os.getppid(),
-            "host": socket.getfqdn(),
-            "started_at": time.time(),
-            "oom_kills": read_oom_kills(),
-            "max_tries": max_tries,
-            "budget": {
-                "infra_retries": (b := budget_for(task.retry_policy)).infra_retries,
-                "breaker_threshold": b.breaker_threshold,
+    try:
+        store = bookkeeping_store(ti)
+        budget = budget_for(task.retry_policy)
+        store.set(
+            ATTEMPT_KEY,
+            {
+                "try_number": try_number,
+                "runner_pid": os.getpid(),
+                "supervisor_pid": os.getppid(),
+                "host": socket.getfqdn(),
+                "started_at": time.time(),
+                "oom_kills": read_oom_kills(),
+                "max_tries": int(getattr(ti, "max_tries", 0) or 0),
+                "budget": {"infra_retries": budget.infra_retries, "breaker_threshold": budget.breaker_threshold},
             },
-        },
-    )
+        )
+    except Exception as exc:
+        bookkeeping_failed("attempt record", exc)
+        return
+    try:
+        ledger = Ledger.from_json(store.get(LEDGER_KEY))
+    except Exception as exc:
+        bookkeeping_failed("ledger read", exc)
+        ledger = Ledger()
     if ledger.attempts:
         last = ledger.attempts[-1]
         log.info(
@@ -169,12 +160,13 @@ def on_attempt_start(task: Any, context: Any) -> None:
 
 
 def mark_attempt_ended(ti: Any, state: str) -> None:
-    """Note in the attempt record that this try reported its end (so the next one does not take it for a
-    silent death). Best effort: after a retry the task instance id has moved on and the write is refused."""
+    """Note in the attempt record that this try reported its end itself (so the failure gate does not take
+    it for a silent death). Best effort: after a retry the task instance id has moved on and the write is
+    refused."""
     try:
-        store = runner_store(ti)
+        store = bookkeeping_store(ti)
         current = store.get(ATTEMPT_KEY)
-        if isinstance(current, dict) and current.get("try_number") == int(ti.try_number):
+        if isinstance(current, dict) and current.get("try_number") == int(ti.try_number) and not current.get("ended"):
             store.set(ATTEMPT_KEY, {**current, "ended": state})
     except Exception:
         log.debug("attempt end not recorded", exc_info=True)
@@ -182,42 +174,53 @@ def mark_attempt_ended(ti: Any, state: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- drain
 _state = threading.local()
-_in_store_call = 0
-_redelivery: threading.Timer | None = None
 
-#: Modules in which a SIGTERM must not raise: the task would be interrupted in the middle of a request to
-#: its supervisor (the reply would then be read by the next request) or of a log write.
+#: Modules in which a SIGTERM must not raise, wherever they are on the stack: the task would be interrupted
+#: in the middle of a request to its supervisor (the reply would then be read by the next request), of a log
+#: write or of an import. (A user's own ``httpx`` call is interruptible: only ours are listed.)
 UNSAFE_MODULES = (
     "airflow.sdk.execution_time.comms",
     "airflow.sdk.execution_time.supervisor",
     "airflow.sdk.api",
     "airflow_resilience.airflow.store",
     "airflow_resilience.airflow.watermark_client",
-    "httpx",
     "structlog",
     "logging",
     "msgspec",
     "importlib",
 )
+#: Modules in which a SIGTERM must not raise when they are the innermost frame: the package's own code
+#: between a user function returning and its result being saved (``step()``), while user code these
+#: modules call stays interruptible.
+OWN_MODULES = ("airflow_resilience.checkpoint", "airflow_resilience.resumable", "airflow_resilience.airflow.operators")
 
 
 def store_call_started() -> None:
-    global _in_store_call
-    _in_store_call += 1
+    from airflow_resilience import critical
+
+    critical._depth += 1
 
 
 def store_call_finished() -> None:
-    global _in_store_call
-    _in_store_call -= 1
+    from airflow_resilience import critical
+
+    critical._depth -= 1
+    if critical._depth == 0 and critical.take_pending():
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _unsafe_to_interrupt(frame: Any) -> bool:
-    """True when ``frame`` (where the signal landed) is inside a request, a log write or an import.
+    """True when ``frame`` (where the signal landed) is inside a request, a log write, an import, a
+    critical section of the package, or the package's own code.
 
     Only the frames inside the task's ``execute`` count: the task runner was forked from the supervisor's
     code, so the supervisor's module is always at the bottom of its stack.
     """
-    if _in_store_call:
+    from airflow_resilience import critical
+
+    if critical.active():
+        return True
+    if frame is not None and (frame.f_globals.get("__name__", "") or "").startswith(OWN_MODULES):
         return True
     stop = getattr(_state, "execute_frame", None)
     while frame is not None and frame is not stop:
@@ -228,20 +231,46 @@ def _unsafe_to_interrupt(frame: Any) -> bool:
     return False
 
 
+class _Redeliverer:
+    """A daemon thread, started with the handler (never from it), that delivers a deferred SIGTERM again
+    50 ms later when it landed in a request or a log write (critical sections redeliver themselves)."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="airflow-resilience-drain", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from airflow_resilience import critical
+
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            time.sleep(0.05)
+            if not critical.active() and critical.take_pending():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+_redeliverer: _Redeliverer | None = None
+
+
 def install_drain_handler() -> None:
+    global _redeliverer
     if threading.current_thread() is not threading.main_thread():
         return
     current = signal.getsignal(signal.SIGTERM)
     if getattr(current, "_airflow_resilience_drain", False):
         return
-
+    if _redeliverer is None:
+        _redeliverer = _Redeliverer()
+    redeliverer = _redeliverer
     previous = current
 
     def on_term(signum, frame):
-        global _redelivery
+        from airflow_resilience import critical
         from airflow_resilience.airflow import runtime
 
-        for ckpt in list(runtime._open_checkpoints):
+        for ckpt in runtime._open_checkpoints:
             ckpt.request_flush()
         if getattr(_state, "draining", False):
             return
@@ -251,11 +280,8 @@ def install_drain_handler() -> None:
                 previous(signum, frame)
             return
         if _unsafe_to_interrupt(frame):
-            # Not in the middle of a supervisor request or a log write: deliver it again in 50 ms.
-            if _redelivery is None or not _redelivery.is_alive():
-                _redelivery = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
-                _redelivery.daemon = True
-                _redelivery.start()
+            critical.defer()  # delivered again when the section ends, or 50 ms later
+            redeliverer.wake.set()
             return
         _state.draining = True
         raise DrainRequested()
@@ -331,10 +357,9 @@ def _drain(task: Any, context: Any) -> Any:
     except Exception:
         log.exception("airflow-resilience: could not write the checkpoint while draining")
     running = _still_running(ti)
-    store = runner_store(ti)
     if running is False:
         cause = classify(Evidence(user_marked_state="failed/success", received_signal=signal.SIGTERM))
-        _record(store, ti, cause, "manual")
+        _record_manual(ti, context, cause)
         log.warning("airflow-resilience: SIGTERM after a user changed the task state: not drained (manual)")
         try:
             task.on_kill()
@@ -342,11 +367,49 @@ def _drain(task: Any, context: Any) -> Any:
             log.exception("airflow-resilience: on_kill() raised during a manual stop")
         raise AirflowFailException("task stopped: a user changed its state while it was running (manual)")
     cause = classify(_sigterm_evidence())
+    _record_pending(ti, context, cause)
     log.warning(
         "airflow-resilience: drained on SIGTERM (%s/%s): checkpoint written, handing the task back to "
-        "Airflow for a new attempt paid from the infrastructure budget", cause.kind.value, cause.reason.value,
+        "Airflow; the API server pays the next attempt from the infrastructure budget",
+        cause.kind.value, cause.reason.value,
     )
     raise InfrastructureInterruption(cause)
+
+
+def _record_pending(ti: Any, context: Any, cause: FailureCause) -> None:
+    """The drained try's cause, for the failure gate to judge when the failure is reported."""
+    try:
+        store = bookkeeping_store(ti)
+        ledger = Ledger.from_json(store.get(LEDGER_KEY))
+        try_number = int(ti.try_number)
+        store.set(
+            LEDGER_KEY,
+            pending(
+                ledger, try_number=try_number, cause=cause, max_tries=int(getattr(ti, "max_tries", 0) or 0),
+                at=_now(), clear_number=clear_number_of(context), checkpoint=attempt_had_checkpoint(store, try_number),
+            ).to_json(),
+        )
+    except Exception as exc:
+        bookkeeping_failed("drain record", exc)
+
+
+def _record_manual(ti: Any, context: Any, cause: FailureCause) -> None:
+    from airflow_resilience.airflow import accounting
+    from airflow_resilience.airflow.runtime import settings
+    from airflow_resilience.judge import judge
+
+    try:
+        store = bookkeeping_store(ti)
+        ledger = Ledger.from_json(store.get(LEDGER_KEY))
+        try_number = int(ti.try_number)
+        judgement = judge(
+            ledger, try_number=try_number, max_tries=int(getattr(ti, "max_tries", 0) or 0), cause=cause,
+            budget=budget_for(getattr(ti.task, "retry_policy", None)), infra_retry_delay=settings().infra_retry_delay,
+            at=_now(), clear_number=clear_number_of(context),
+        )
+        accounting.write(judgement, store.set)
+    except Exception as exc:
+        bookkeeping_failed("manual record", exc)
 
 
 def _sigterm_evidence() -> Evidence:
@@ -365,20 +428,3 @@ def _sigterm_evidence() -> Evidence:
     except Exception:  # evidence readers degrade to "no evidence"
         log.debug("evidence readers failed", exc_info=True)
     return merge(*parts)
-
-
-def _record(store: Any, ti: Any, cause: FailureCause, verdict: str) -> None:
-    try:
-        ledger = Ledger.from_json(store.get(LEDGER_KEY))
-        if any(r.try_number == int(ti.try_number) and r.verdict == verdict == "manual" for r in ledger.attempts):
-            return  # the API server recorded the user's change already
-        record = AttemptRecord(
-            int(ti.try_number), cause, verdict, at=_now(),
-            checkpoint=attempt_had_checkpoint(store, int(ti.try_number)),
-            max_tries=int(getattr(ti, "max_tries", 0) or 0),
-        )
-        store.set(LEDGER_KEY, ledger.append(record).to_json())
-        metric("failures", cause)
-        metric("decisions", cause, verdict=verdict)
-    except Exception:
-        log.exception("airflow-resilience: could not record the %s in the ledger", verdict)

@@ -2,7 +2,8 @@
 
 * listeners: at task end (in the task runner) flush checkpoints and commit or release watermarks; in the
   scheduler, classify failures it decides itself and start the lost-worker detector;
-* ``fastapi_apps``: the watermark endpoints on the API server (built only when Airflow asks for them).
+* ``fastapi_apps``: the watermark endpoints on the API server (built only when Airflow asks for them);
+* ``fastapi_root_middlewares``: the failure gate on the API server (:mod:`airflow_resilience.airflow.gate`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,15 @@ class _LazyFastAPIApps:
         return _LazyFastAPIApps._apps
 
 
+def _root_middlewares() -> list[dict]:
+    from airflow_resilience.airflow.gate import FailureGate
+
+    return [{"middleware": FailureGate, "name": "airflow-resilience failure gate"}]
+
+
 class ResiliencePlugin(AirflowPlugin):
     name = "airflow_resilience"
     listeners = [_CheckpointListener()]
     fastapi_apps = _LazyFastAPIApps()  # type: ignore[assignment]
+    #: The failure gate: infrastructure grants at the moment a worker reports a failure (see gate.py).
+    fastapi_root_middlewares = _root_middlewares()

@@ -30,7 +30,7 @@ def get_provider_info() -> dict[str, Any]:
                     option: {
                         "description": doc,
                         "version_added": "0.1.0",
-                        "type": "string" if kind == "url" else kind,
+                        "type": "string" if kind in ("url", "tag") else kind,
                         "example": None,
                         "default": default,
                     }

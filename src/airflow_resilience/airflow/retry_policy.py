@@ -1,15 +1,19 @@
-"""``InfraRetryPolicy``: Airflow's ``retry_policy=`` (AIP-105) that keeps ``retries`` the application budget.
+"""``InfraRetryPolicy``: Airflow's ``retry_policy=`` (AIP-105), evaluated in the worker for every exception.
 
-The task policy of this package gives every task ``infra_retries + 1`` extra tries (so that Airflow's own
-machinery — the supervisor's ``should_retry``, the scheduler's heartbeat-timeout handling — starts a new
-attempt after an infrastructure failure even for ``retries=0``). This policy, evaluated by the Task SDK
-in the worker for every *exception*, takes the extra tries back from application failures: it counts the
-application and timeout failures in the ledger and fails the task once they exceed the user's
-``retries``, exactly as stock Airflow would. A user's own policy passed as ``then=`` is consulted for
-application failures (it can fail early or set a delay, never add tries).
+It decides nothing that could add a try: ``retries`` and ``max_tries`` keep their stock meaning on every
+component. What it does:
 
-It never raises: Airflow ignores a raising policy, which here would hand out the extra tries. On an
-internal error it decides from ``try_number`` alone, conservatively.
+* for an application failure or a timeout, it records the verdict ``stock`` for this try in the ledger
+  (the failure gate on the API server then knows the runner reported its own failure, and leaves it to
+  Airflow), consults the user's own policy (``then=``; it can fail early or set a delay) and otherwise
+  lets Airflow's retry rules decide, with a reason that says which application retry this is;
+* for a drain (:class:`~airflow_resilience.airflow.execution.InfrastructureInterruption`) it lets the
+  failure be reported as usual: the drain recorded its cause as ``pending`` and the gate judges it;
+* it carries the task's infrastructure budget (``infra_retries``, ``breaker_threshold``), which the
+  attempt records at its start for the gate and the scheduler.
+
+It never raises (Airflow would fall back to its defaults anyway); an error in its bookkeeping is one
+warning and the metric ``resilience.bookkeeping_errors``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision, Ret
 
 from airflow_resilience.budget import BudgetPolicy
 from airflow_resilience.causes import Evidence, FailureKind, classify
-from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
+from airflow_resilience.ledger import LEDGER_KEY, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,6 @@ class InfraRetryPolicy(RetryPolicy):
         self.then = then
         #: The user's ``retries`` (the application budget), bound by the task policy.
         self.app_retries: int | None = None
-        #: The user's ``retry_delay``, given back to application retries (the task's own is the infra delay).
-        self.app_retry_delay: Any = None
 
     def budget(self, defaults: BudgetPolicy | None = None) -> BudgetPolicy:
         defaults = defaults or BudgetPolicy()
@@ -91,84 +93,67 @@ class InfraRetryPolicy(RetryPolicy):
     def evaluate(self, exception, try_number, max_tries, context=None) -> RetryDecision:
         try:
             return self._evaluate(exception, try_number, max_tries, context)
-        except Exception:  # never raise: Airflow would ignore us and hand out the infra tries
-            log.exception("airflow-resilience: retry policy failed; deciding from try_number alone")
-            app = self.app_retries or 0
-            if try_number > app:
-                return RetryDecision.fail(reason="application retries exhausted (ledger unavailable)")
-            return RetryDecision.retry(reason="application failure (ledger unavailable)")
+        except Exception:  # never raise: Airflow's own rules decide
+            log.exception("airflow-resilience: retry policy failed; Airflow's retry rules decide")
+            return RetryDecision.default()
 
     def _evaluate(self, exception, try_number, max_tries, context) -> RetryDecision:
-        from airflow_resilience.airflow.execution import (
-            InfrastructureInterruption,
-            attempt_had_checkpoint,
-            metric,
-            runner_store,
-        )
+        from airflow_resilience.airflow.execution import InfrastructureInterruption
 
         if isinstance(exception, InfrastructureInterruption):
-            return self._infrastructure(exception, try_number, context)
-        app_retries = self.app_retries or 0
-        evidence = Evidence(exception=type(exception).__name__, execution_timeout=_is_timeout(exception))
-        cause = classify(evidence)
-        store = runner_store(context["ti"]) if context else None
-        ledger = Ledger.from_json(store.get(LEDGER_KEY)) if store else Ledger()
-        generation = ledger.since_clear(max_tries)
-        used = sum(1 for a in generation.attempts if a.cause.kind in (FailureKind.APPLICATION, FailureKind.TIMEOUT)) + 1
-        if used > app_retries:
-            decision = RetryDecision.fail(
-                reason=f"{cause.kind.value}/{cause.reason.value}: application retries exhausted: "
-                f"{used - 1} of retries={app_retries} used"
-            )
-        else:
-            user = self.then.evaluate(exception, try_number, max_tries, context) if self.then else None
-            if user is not None and user.action == RetryAction.FAIL:
-                decision = user
-            else:
-                decision = RetryDecision.retry(
-                    delay=(user.retry_delay if user and user.retry_delay else None) or self.app_retry_delay,
-                    reason=(user.reason if user and user.reason else None)
-                    or f"{cause.kind.value}/{cause.reason.value}: application retry {used} of retries={app_retries}",
-                )
-        if store is not None:
-            record = AttemptRecord(
-                try_number=try_number,
-                cause=cause,
-                verdict="stock",
-                at=datetime.now(timezone.utc).isoformat(),
-                checkpoint=attempt_had_checkpoint(store, try_number),
-                max_tries=max_tries,
-            )
-            store.set(LEDGER_KEY, ledger.append(record).to_json())
-        metric("failures", cause)
-        return decision
-
-    def _infrastructure(self, exc, try_number, context) -> RetryDecision:
-        """A drained attempt: the budget decides; a grant retries at the infrastructure delay."""
-        from airflow_resilience.airflow.execution import attempt_had_checkpoint, budget_for, metric, runner_store
-        from airflow_resilience.airflow.runtime import settings
-        from airflow_resilience.budget import Verdict, decide
-
-        ti = context["ti"]
-        store = runner_store(ti)
-        ledger = Ledger.from_json(store.get(LEDGER_KEY))
-        max_tries = int(getattr(ti, "max_tries", 0) or 0)
-        decision = decide(ledger.since_clear(max_tries), exc.cause, budget_for(self))
-        record = AttemptRecord(
-            try_number=try_number,
-            cause=exc.cause,
-            verdict=decision.verdict.value,
-            at=datetime.now(timezone.utc).isoformat(),
-            checkpoint=attempt_had_checkpoint(store, try_number),
-            max_tries=max_tries,
-        )
-        store.set(LEDGER_KEY, ledger.append(record).to_json())
-        metric("failures", exc.cause)
-        metric("decisions", exc.cause, verdict=decision.verdict.value)
-        if decision.verdict is Verdict.GRANT:
-            from datetime import timedelta
-
-            return RetryDecision.retry(delay=timedelta(seconds=settings().infra_retry_delay), reason=decision.message)
-        if decision.verdict is Verdict.STOCK:  # infra_retries=0: stock Airflow decides
+            # Recorded as pending by the drain; judged by the failure gate when the failure is reported.
             return RetryDecision.default()
-        return RetryDecision.fail(reason=decision.message)
+        app_retries = self.app_retries or 0
+        cause = classify(Evidence(exception=type(exception).__name__, execution_timeout=_is_timeout(exception)))
+        used = self._record(cause, try_number, max_tries, context)
+        label = f"{cause.kind.value}/{cause.reason.value}"
+        user = self.then.evaluate(exception, try_number, max_tries, context) if self.then else None
+        if user is not None and user.action == RetryAction.FAIL:
+            return user
+        if used is not None and used > app_retries:
+            log.info("airflow-resilience: %s: application retries exhausted: %d of retries=%d used",
+                     label, used - 1, app_retries)
+            reason = f"{label}: application retries exhausted: {used - 1} of retries={app_retries} used"
+        elif used is not None:
+            reason = f"{label}: application retry {used} of retries={app_retries}"
+        else:
+            reason = f"{label}: application failure"
+        return RetryDecision.retry(
+            delay=user.retry_delay if user is not None and user.retry_delay else None,
+            reason=(user.reason if user is not None and user.reason else None) or reason,
+        )
+
+    def _record(self, cause, try_number, max_tries, context) -> int | None:
+        """Mark this try as reported by its runner and record the ``stock`` verdict; the application
+        failures of this generation so far (this one included), or None when the ledger is unavailable."""
+        from airflow_resilience.airflow import accounting
+        from airflow_resilience.airflow.execution import (
+            ATTEMPT_KEY,
+            attempt_had_checkpoint,
+            bookkeeping_store,
+            budget_for,
+            clear_number_of,
+        )
+        from airflow_resilience.airflow.runtime import settings
+        from airflow_resilience.judge import judge
+
+        if not context:
+            return None
+        try:
+            store = bookkeeping_store(context["ti"])
+            attempt = store.get(ATTEMPT_KEY)
+            if isinstance(attempt, dict) and attempt.get("try_number") == try_number and not attempt.get("ended"):
+                store.set(ATTEMPT_KEY, {**attempt, "ended": "failed"})  # first: the gate reads this
+            ledger = Ledger.from_json(store.get(LEDGER_KEY))
+            clear_number = clear_number_of(context)
+            judgement = judge(
+                ledger, try_number=try_number, max_tries=max_tries, cause=cause, budget=budget_for(self),
+                infra_retry_delay=settings().infra_retry_delay, at=datetime.now(timezone.utc).isoformat(),
+                clear_number=clear_number, checkpoint=attempt_had_checkpoint(store, try_number),
+            )
+            accounting.write(judgement, store.set)
+        except Exception as exc:
+            accounting.bookkeeping_failed("retry policy record", exc)
+            return None
+        generation = judgement.ledger.since_clear(max_tries, clear_number)
+        return sum(1 for a in generation.attempts if a.cause.kind in (FailureKind.APPLICATION, FailureKind.TIMEOUT))

@@ -1,19 +1,22 @@
-"""Infrastructure-aware execution in the scheduler: classify hard losses, notice dead workers fast.
+"""Infrastructure-aware execution in the scheduler: judge hard losses, notice dead workers fast.
 
 * :func:`on_server_side_failure` runs from the ``on_task_instance_failed`` listener when the scheduler
   fails a task instance itself (a heartbeat timeout, or the executor reporting a task that was still
   ``running``): the worker died without a word. It classifies the loss (``worker.lost``, with the
-  lost-worker detector's positive evidence when there is some), asks the budget, writes the ledger, puts
-  the decision in ``task_instance_history.retry_reason``, and fails the task instance when the budget is
-  exhausted (the task policy gave it the tries; the budget decides whether they are used).
+  lost-worker detector's positive evidence when there is some) and asks :func:`~airflow_resilience.judge.judge`.
+  A grant raises this task instance's ``max_tries`` by one and makes it ``up_for_retry`` at the
+  infrastructure delay (also for ``retries=0``); an exhausted budget fails it; the verdict lands in
+  ``task_instance_history.retry_reason``. All of it happens in a SAVEPOINT of the scheduler's session: a
+  failing statement of ours rolls back to it (the task instance keeps Airflow's own verdict), never the
+  scheduler's transaction.
 * :class:`LostWorkerDetector` runs in a child process of the scheduler. Every
   ``[resilience] lost_worker_check_interval`` seconds it looks at the running task instances on the
   scheduler's own host and checks that the supervisor each attempt recorded (PID and start time) is still
-  alive. A dead supervisor is positive evidence of a lost worker: the detector records it, kills an
-  orphaned task runner, and backdates the task instance's heartbeat so the scheduler's own
+  alive. A supervisor positively known to be gone is evidence of a lost worker: the detector records it,
+  kills an orphaned task runner, and backdates the task instance's heartbeat so the scheduler's own
   heartbeat-timeout handling takes it at its next check (``task_instance_heartbeat_timeout_detection_interval``)
   instead of after ``task_instance_heartbeat_timeout`` (300 s stock) — without lowering that timeout for
-  everyone.
+  everyone. A PID whose state cannot be read is *unknown*: nothing is done.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_resilience.budget import BudgetPolicy, Verdict, decide
+from airflow_resilience.budget import BudgetPolicy
 from airflow_resilience.causes import Evidence, FailureCause, FailureKind, Reason, classify
-from airflow_resilience.ledger import LEDGER_KEY, AttemptRecord, Ledger
+from airflow_resilience.judge import Judgement, Outcome, judge
+from airflow_resilience.ledger import LEDGER_KEY, Ledger
 from airflow_resilience.signals.cgroup import oom_evidence, read_oom_kills
 from airflow_resilience.signals.process import pid_alive
 
@@ -47,7 +51,28 @@ def _get(backend: Any, scope: Any, key: str, session: Any) -> Any:
 
 
 def _set(backend: Any, scope: Any, key: str, value: Any, session: Any) -> None:
-    backend.set(scope, key, json.dumps(value), session=session)
+    from airflow_resilience.airflow.runtime import settings
+
+    days = settings().bookkeeping_retention_days
+    expires_at = datetime.now(timezone.utc) + timedelta(days=days) if days > 0 else None
+    backend.set(scope, key, json.dumps(value), session=session, expires_at=expires_at)
+
+
+def dag_tags(dag_id: str, session: Any) -> list[str]:
+    from sqlalchemy import select
+
+    from airflow.models.dag import DagTag
+
+    return list(session.scalars(select(DagTag.name).where(DagTag.dag_id == dag_id)))
+
+
+def applies(cfg: Any, dag_id: str, session: Any) -> bool:
+    """``enabled``, and with ``selective_enable`` the DAG carries ``enable_tag`` (read from the DB)."""
+    from airflow_resilience.config import applies_to
+
+    if not cfg.enabled:
+        return False
+    return applies_to(cfg, dag_tags(dag_id, session) if cfg.selective_enable else ())
 
 
 def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any) -> Evidence:
@@ -62,11 +87,11 @@ def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any) -> Ev
         started = attempt.get("started_at")
         supervisor_alive = pid_alive(attempt.get("supervisor_pid"), started)
         runner_alive = pid_alive(attempt.get("runner_pid"), started)
-        if supervisor_alive and not runner_alive:
+        if supervisor_alive is True and runner_alive is False:
             oom = oom_evidence(attempt.get("oom_kills"), read_oom_kills()).get("oom_kills")
             note = f"supervisor pid {attempt.get('supervisor_pid')} alive, task runner pid {attempt.get('runner_pid')} gone"
             return Evidence(exit_signal=signal.SIGKILL, oom_kills=oom, notes=(("scheduler", note),))
-        if not supervisor_alive:
+        if supervisor_alive is False:
             note = f"supervisor pid {attempt.get('supervisor_pid')} on {attempt.get('host')} is gone"
             return Evidence(worker_lost=True, notes=(("scheduler", note),))
     return Evidence(heartbeat_timeout=True, notes=(("scheduler", str(error or "")[:300]),))
@@ -79,26 +104,55 @@ def _fqdn() -> str:
 
 
 def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running") -> None:
-    from sqlalchemy import update
+    """The scheduler (or the API server applying a user's change) is failing ``ti``: judge it."""
     from sqlalchemy.orm import object_session
 
-    from airflow.models.taskinstancehistory import TaskInstanceHistory
-    from airflow.state import get_state_backend
-    from airflow.utils.state import TaskInstanceState
-
-    from airflow_resilience.airflow.execution import ATTEMPT_KEY, ENDING_VERDICTS, EVIDENCE_KEY, attempt_had_checkpoint, metric
+    from airflow_resilience.airflow.accounting import bookkeeping_failed
     from airflow_resilience.airflow.runtime import settings
 
     cfg = settings()
     session = object_session(ti)
     if not cfg.enabled or session is None:
         return
+    before = {name: getattr(ti, name, None) for name in ("state", "max_tries", "id", "retry_delay_override")}
+    started = time.perf_counter()
+    try:
+        with session.begin_nested():  # ours fails alone: the scheduler's transaction is untouched
+            if not applies(cfg, ti.dag_id, session):
+                return
+            _judge_and_apply(ti, error, previous_state, session, cfg)
+    except Exception as exc:
+        for name, value in before.items():  # Airflow's own verdict stands
+            setattr(ti, name, value)
+        bookkeeping_failed("scheduler listener", exc)
+    finally:
+        _observe_listener(time.perf_counter() - started)
+
+
+def _observe_listener(seconds: float) -> None:
+    try:
+        from airflow.stats import Stats
+
+        Stats.timing("resilience.scheduler_listener", seconds * 1000)
+    except Exception:
+        pass
+
+
+def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg: Any) -> None:
+    from sqlalchemy import update
+
+    from airflow.models.log import Log
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.state import get_state_backend
+
+    from airflow_resilience.airflow import accounting
+    from airflow_resilience.airflow.accounting import ATTEMPT_KEY, EVIDENCE_KEY, budget_of, now
+    from airflow_resilience.airflow.execution import attempt_had_checkpoint
+
     seen = re.search(r"state attribute is (\w+)", str(error or ""))
-    if seen and seen.group(1) == "restarting":
+    user_cleared = bool(seen and seen.group(1) == "restarting")
+    if user_cleared:
         previous_state = None  # a user cleared the running task instance: manual, not a loss
-        user_cleared = True
-    else:
-        user_cleared = False
     backend = get_state_backend()
     scope = _scope(ti)
     try_number = int(ti.try_number)
@@ -111,54 +165,40 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
         log.info("airflow-resilience: %s: executor report for a task instance in state %s: not classified", ti.key, seen.group(1))
         return
     ledger = Ledger.from_json(_get(backend, scope, LEDGER_KEY, session))
-    if any(r.try_number == try_number and r.verdict in ENDING_VERDICTS for r in ledger.attempts):
-        return
+    attempt = _get(backend, scope, ATTEMPT_KEY, session) or {}
     max_tries = int(ti.max_tries or 0)
+    clear_number = getattr(getattr(ti, "dag_run", None), "clear_number", None)
+    defaults = BudgetPolicy(infra_retries=cfg.infra_retries, breaker_threshold=cfg.breaker_threshold)
     if previous_state is None:
         # The API server applying a user's "mark failed", or a clear of the running task: manual.
         if user_cleared:
             cause = FailureCause(FailureKind.MANUAL, Reason.USER_CLEARED, "a user cleared the running task instance")
         else:
             cause = classify(Evidence(user_marked_state="failed"))
-        record = AttemptRecord(try_number, cause, "manual", at=datetime.now(timezone.utc).isoformat(), max_tries=max_tries)
-        _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
-        metric("failures", cause)
-        return
-    attempt = _get(backend, scope, ATTEMPT_KEY, session) or {}
-    evidence = _evidence_for(try_number, attempt, found, error)
-    cause = classify(evidence)
-    budget_raw = attempt.get("budget") if attempt.get("try_number") == try_number else None
-    budget = (
-        BudgetPolicy(**budget_raw)
-        if isinstance(budget_raw, dict)
-        else BudgetPolicy(infra_retries=cfg.infra_retries, breaker_threshold=cfg.breaker_threshold)
-    )
-    decision = decide(ledger.since_clear(max_tries), cause, budget)
+    else:
+        if not (isinstance(attempt, dict) and attempt.get("try_number") == try_number) and not lost_while_queued:
+            # No record of this try by our runner (the package is off or absent on its worker, or the try
+            # never reached its start): nothing is known, Airflow's own verdict stands.
+            return
+        cause = classify(_evidence_for(try_number, attempt, found, error))
 
     class _Store:  # attempt_had_checkpoint reads through a get(key)
         @staticmethod
         def get(key: str) -> Any:
             return _get(backend, scope, key, session)
 
-    record = AttemptRecord(
-        try_number,
-        cause,
-        decision.verdict.value,
-        at=datetime.now(timezone.utc).isoformat(),
-        checkpoint=attempt_had_checkpoint(_Store, try_number),
-        max_tries=max_tries,
+    judgement = judge(
+        ledger, try_number=try_number, max_tries=max_tries, cause=cause,
+        budget=budget_of(attempt, try_number, defaults), infra_retry_delay=cfg.infra_retry_delay, at=now(),
+        clear_number=clear_number, checkpoint=attempt_had_checkpoint(_Store, try_number),
     )
-    _set(backend, scope, LEDGER_KEY, ledger.append(record).to_json(), session)
-    if decision.verdict is Verdict.EXHAUSTED:
-        from airflow.models.log import Log
-
-        if ti.state == TaskInstanceState.UP_FOR_RETRY:
-            ti.state = TaskInstanceState.FAILED
-        # Visible in the UI's audit log of the task instance.
-        session.add(Log(event="resilience_budget_exhausted", task_instance=ti, extra=decision.message))
-    elif decision.verdict is Verdict.GRANT and ti.state == TaskInstanceState.UP_FOR_RETRY:
-        ti.retry_delay_override = cfg.infra_retry_delay
-    reason = decision.message[:500]
+    if not judgement.new:
+        return  # judged before (by the failure gate or an earlier report): its verdict stands
+    accounting.write(judgement, lambda key, value: _set(backend, scope, key, value, session))
+    if previous_state is None:
+        return
+    apply_to_task_instance(ti, judgement, session)
+    reason = judgement.message[:500]
     pending = [
         h
         for h in session.new
@@ -180,9 +220,30 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
             )
             .values(retry_reason=reason)
         )
-    metric("failures", cause)
-    metric("decisions", cause, verdict=decision.verdict.value)
-    log.warning("airflow-resilience: %s try %s: %s", ti.key, try_number, decision.message)
+    if judgement.outcome is Outcome.FAIL:
+        # Visible in the UI's audit log of the task instance.
+        session.add(Log(event="resilience_budget_exhausted", task_instance=ti, extra=judgement.message))
+    log.warning("airflow-resilience: %s try %s: %s", ti.key, try_number, judgement.message)
+
+
+def apply_to_task_instance(ti: Any, judgement: Judgement, session: Any) -> None:
+    """Make the ORM task instance (being failed by Airflow, not yet saved) say what ``judgement`` says."""
+    from airflow.utils.state import TaskInstanceState
+
+    if judgement.outcome is Outcome.RETRY:
+        ti.max_tries = max(int(ti.max_tries or 0), judgement.max_tries_after)
+        if ti.state == TaskInstanceState.FAILED:
+            # Airflow found no retry left (retries exhausted, or retries=0): archive this try as Airflow does
+            # for a retry, then hand the task instance back for the granted one.
+            ti.prepare_db_for_next_try(session)
+            ti.state = TaskInstanceState.UP_FOR_RETRY
+        if ti.state == TaskInstanceState.UP_FOR_RETRY:
+            ti.retry_delay_override = judgement.retry_delay
+            ti.retry_reason = judgement.message[:500]
+    elif judgement.outcome is Outcome.FAIL:
+        if ti.state == TaskInstanceState.UP_FOR_RETRY:
+            ti.state = TaskInstanceState.FAILED
+        ti.retry_reason = judgement.message[:500]
 
 
 class LostWorkerDetector:
@@ -210,6 +271,9 @@ class LostWorkerDetector:
         host = get_hostname()
         backend = get_state_backend()
         found = 0
+        from airflow_resilience.airflow.runtime import settings
+
+        cfg = settings()
         with create_session() as session:
             running = session.scalars(
                 select(TaskInstance).where(
@@ -221,11 +285,13 @@ class LostWorkerDetector:
                 attempt = _get(backend, scope, ATTEMPT_KEY, session)
                 if not isinstance(attempt, dict) or attempt.get("try_number") != ti.try_number:
                     continue
+                if cfg.selective_enable and not applies(cfg, ti.dag_id, session):
+                    continue
                 started = attempt.get("started_at")
                 supervisor, runner = attempt.get("supervisor_pid"), attempt.get("runner_pid")
-                if pid_alive(supervisor, started):
-                    continue
-                runner_alive = pid_alive(runner, started)
+                if pid_alive(supervisor, started) is not False:
+                    continue  # alive, or unknown: no action without positive evidence
+                runner_alive = pid_alive(runner, started) is True
                 if runner_alive:
                     try:  # an orphaned runner has nobody to report to; stop it before the next attempt
                         os.kill(int(runner), signal.SIGKILL)

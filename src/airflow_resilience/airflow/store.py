@@ -60,13 +60,16 @@ def _release_alarm(held: tuple[Any, list] | None) -> None:
 class TaskStateStore:
     """The state store of the running task instance, spoken to through the task supervisor."""
 
-    def __init__(self, ti_id: UUID, *, max_value_bytes: int, retention_days: int) -> None:
+    def __init__(self, ti_id: UUID, *, max_value_bytes: int, retention_days: int, retrying: bool = True) -> None:
         self._ti_id = ti_id
         self.max_value_bytes = max_value_bytes
         self._retention_days = retention_days
+        #: Checkpoints try again on a busy database; the package's own bookkeeping asks once and, on an
+        #: error, lets the task run as stock Airflow would.
+        self._retrying = retrying
 
     @classmethod
-    def for_task_instance(cls, ti: Any) -> TaskStateStore:
+    def for_task_instance(cls, ti: Any, *, retrying: bool = True) -> TaskStateStore:
         """The store of a running task instance, with Airflow's ``[state_store]`` limit and retention."""
         from airflow.sdk.configuration import conf
 
@@ -74,6 +77,7 @@ class TaskStateStore:
             ti.id,
             max_value_bytes=conf.getint("state_store", "max_value_storage_bytes", fallback=65535),
             retention_days=conf.getint("state_store", "default_retention_days", fallback=0),
+            retrying=retrying,
         )
 
     def _send(self, key: str, what: str, msg: Any) -> Any:
@@ -105,6 +109,8 @@ class TaskStateStore:
     def _send_retrying(self, key: str, what: str, msg: Any) -> Any:
         """``_send`` with up to 3 more tries, 0.5-2 s apart, for errors that are not fencing (a metadata
         database busy with another writer, e.g. SQLite, answers 500). Writes are idempotent."""
+        if not self._retrying:
+            return self._send(key, what, msg)
         for pause in RETRY_PAUSES:
             try:
                 return self._send(key, what, msg)
@@ -122,12 +128,14 @@ class TaskStateStore:
             return None
         return resp.value
 
-    def set(self, key: str, value: Any) -> None:
+    def set(self, key: str, value: Any, *, retention_days: int | None = None) -> None:
+        """Write ``key``; kept ``retention_days`` (default: ``[state_store] default_retention_days``)."""
         from airflow.sdk.execution_time.comms import SetTaskStateStore
 
+        days = self._retention_days if retention_days is None else retention_days
         expires_at = None
-        if self._retention_days > 0:
-            expires_at = datetime.now(tz=timezone.utc) + timedelta(days=self._retention_days)
+        if days > 0:
+            expires_at = datetime.now(tz=timezone.utc) + timedelta(days=days)
         self._send_retrying(key, "write", SetTaskStateStore(ti_id=self._ti_id, key=key, value=value, expires_at=expires_at))
 
     def delete(self, key: str) -> None:

@@ -6,6 +6,11 @@ main process is alive and says which Celery task ids (Airflow's ``external_execu
 worker that answered before and has not answered for ``lost_after`` seconds is *lost*: the tasks of its
 last reply will never report back. :class:`WorkerRoster` keeps that bookkeeping; it never reads a clock
 itself.
+
+Silence alone is never evidence that a task ran on a lost worker: a worker that has not answered yet (it
+just joined, it is busy) or that runs with remote control off (``[celery] worker_enable_remote_control =
+False``: it never answers) holds running tasks that no reply names. :func:`lost_task_ids` decides, from
+positive evidence only, which Celery task ids went down with a lost worker.
 """
 
 from __future__ import annotations
@@ -13,6 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Celery's state of a task that a worker has started (``task_track_started``, on in Airflow's default config).
+STARTED = "STARTED"
+#: Why :func:`lost_task_ids` hands a task back.
+IN_LAST_ANSWER = "last-answer"
+STARTED_THERE = "started-there"
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,65 @@ class WorkerRoster:
                 del self.workers[host]
         return gone
 
+    def held(self) -> frozenset[str]:
+        """Every task id that a known (not lost) worker named in its last reply."""
+        return frozenset().union(*(seen.active | seen.reserved for seen in self.workers.values()))
+
     def holder_of(self, task_id: str) -> str | None:
         for host, seen in self.workers.items():
             if task_id in seen.active or task_id in seen.reserved:
                 return host
         return None
+
+
+def started_on(meta: Any) -> str | None:
+    """The worker node name that a result-backend meta says the task was STARTED on, else ``None``.
+
+    ``meta`` is what ``app.backend.get_task_meta(task_id)`` returns: ``{"status": "STARTED", "result":
+    {"pid": ..., "hostname": "<node name>"}, ...}`` while the task runs (``task_track_started``); any other
+    state, a missing or malformed meta, or an exception raised reading it gives ``None``.
+    """
+    if not isinstance(meta, Mapping) or meta.get("status") != STARTED:
+        return None
+    info = meta.get("result")
+    if not isinstance(info, Mapping):
+        return None
+    host = info.get("hostname")
+    return host if isinstance(host, str) and host else None
+
+
+def lost_task_ids(
+    lost: LostWorker,
+    *,
+    claimed: Iterable[str],
+    unclaimed_running: Iterable[str],
+    metas: Mapping[str, Any],
+) -> dict[str, str]:
+    """The Celery task ids to hand back with ``lost``, each with its evidence (pure).
+
+    * :data:`IN_LAST_ANSWER`: the lost worker's own last reply named it — active, or reserved unless the
+      result backend says it STARTED on another worker (a redelivered message that another worker took);
+    * :data:`STARTED_THERE`: an id of ``unclaimed_running`` (running task instances that no reply named)
+      whose result-backend meta says STARTED with ``hostname`` exactly the lost worker's node name (it
+      started there and the worker died before a round saw it).
+
+    ``claimed``: ids that another worker holds (its reply this round or its last one): never handed back,
+    whatever else says so — that worker is positive evidence the task lives elsewhere. ``metas``: id ->
+    backend meta (``app.backend.get_task_meta``), or the exception raised reading it. For an unclaimed id,
+    a missing meta, an error, any state other than STARTED or another hostname means unknown, and unknown
+    means no action.
+    """
+    claimed = frozenset(claimed)
+    out: dict[str, str] = {}
+    for task_id in sorted(lost.active - claimed):
+        out[task_id] = IN_LAST_ANSWER
+    for task_id in sorted(lost.reserved - lost.active - claimed):
+        if started_on(metas.get(task_id)) in (None, lost.hostname):
+            out[task_id] = IN_LAST_ANSWER
+    for task_id in unclaimed_running:
+        task_id = str(task_id)
+        if task_id in out or task_id in claimed or task_id in lost.reserved:
+            continue
+        if started_on(metas.get(task_id)) == lost.hostname:
+            out[task_id] = STARTED_THERE
+    return out

@@ -53,23 +53,26 @@ def exit_evidence(returncode: int | None, *, wait_status: bool = False) -> dict[
 
 def pid_alive(
     pid: int, started_before: float | None = None, *, tolerance: float = CREATE_TIME_TOLERANCE
-) -> bool:
-    """Whether process ``pid`` is running and, if ``started_before`` is given, is the same process.
+) -> bool | None:
+    """Whether process ``pid`` is running and, if ``started_before`` is given, is the same process:
+    ``True``, ``False`` — positively gone — or ``None``: unknown (act on it as on nothing).
 
     ``started_before`` is a time (epoch seconds) at which the process is known to have been running
     already, e.g. recorded right after it was started. A process with that PID created later
     (``psutil.Process.create_time() > started_before + tolerance``) is another process that reused the
-    PID: not alive. A zombie (exited, not yet reaped) is not alive. A process we may not inspect
-    (``AccessDenied``) counts as alive. Any other error -> ``False``; never raises.
+    PID: gone. A zombie (exited, not yet reaped) is gone. A process we may not inspect (``AccessDenied``)
+    counts as alive. No psutil, a PID that is not a number, or any other error -> ``None``; never raises.
     """
     try:
         import psutil
     except ImportError:  # psutil is an Airflow dependency; without it nothing can be said
         log.debug("process: psutil is not installed")
-        return False
+        return None
     try:
-        if isinstance(pid, bool) or int(pid) <= 0:
-            return False
+        if isinstance(pid, bool) or pid is None:
+            return None
+        if int(pid) <= 0:
+            return None
         proc = psutil.Process(int(pid))
         with proc.oneshot():
             if proc.status() == psutil.STATUS_ZOMBIE:
@@ -82,6 +85,6 @@ def pid_alive(
         return True
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except Exception as exc:  # noqa: BLE001 - never raises
+    except Exception as exc:  # noqa: BLE001 - never raises; unknown is not evidence of death
         log.debug("process: cannot inspect pid %r: %s", pid, exc)
-        return False
+        return None

@@ -292,8 +292,12 @@ class AirflowEnvironment:
             self.wait_worker_ready(name)
         log.info("Airflow up on %s (%s) in %.1fs", self.api_url, self.database_kind, time.monotonic() - t0)
 
-    def start_component(self, name: str) -> int:
-        """Start (or restart after a kill) one component; returns its PID."""
+    def start_component(self, name: str, env: Mapping[str, str] | None = None) -> int:
+        """Start (or restart after a kill) one component; returns its PID.
+
+        ``env``: extra environment for this start only, e.g. a Celery worker node with
+        ``{"AIRFLOW__CELERY__WORKER_ENABLE_REMOTE_CONTROL": "False"}``. A name that starts with ``worker-`` and
+        is not one of :attr:`workers` starts an extra worker node (stop it with :meth:`stop_component`)."""
         if name == "api-server":
             args = [name, "--port", str(self.api_port)]
         elif name.startswith(WORKER_PREFIX):
@@ -308,7 +312,7 @@ class AirflowEnvironment:
         logfile = open(path, "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [_airflow_bin(), *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.home,
             stdout=logfile,
             stderr=subprocess.STDOUT,
@@ -542,7 +546,7 @@ class AirflowEnvironment:
     def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> TaskInstanceRow:
         rows = self.sql(
             "SELECT dag_id, run_id, task_id, map_index, try_number, state, max_tries, pid, hostname, id,"
-            " start_date, end_date, NULL, external_executor_id FROM task_instance"
+            " start_date, end_date, retry_reason, external_executor_id FROM task_instance"
             " WHERE dag_id = :d AND run_id = :r AND task_id = :t AND map_index = :m",
             d=dag_id,
             r=run_id,
