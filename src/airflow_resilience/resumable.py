@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from airflow_resilience.critical import critical
 from airflow_resilience.errors import ResumeError, UnconfirmedSubmissionError
 from airflow_resilience.jsonvalue import check_json
 
@@ -254,10 +255,13 @@ def _submit(ckpt: Checkpoint, record_key: str, token: str, seq: int, submit, out
     ckpt.set(record_key, {"token": token, "seq": seq, "job_id": None, "try": ckpt.attempt.try_number,
                           "at": time.time()})
     ckpt.flush()
-    job_id = submit(token)
-    if job_id is None:
-        raise ValueError(f"submit_once: submit(token) returned None for token {token!r}; it must return the job id")
-    _record(ckpt, record_key, token, seq, job_id)
+    # A SIGTERM drain waits from the call until the id is saved (a hard kill cannot be held off: that is
+    # what the intent above and find= are for).
+    with critical():
+        job_id = submit(token)
+        if job_id is None:
+            raise ValueError(f"submit_once: submit(token) returned None for token {token!r}; it must return the job id")
+        _record(ckpt, record_key, token, seq, job_id)
     return Submission(job_id, token, outcome, seq)
 
 

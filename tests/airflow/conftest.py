@@ -36,7 +36,55 @@ def suite_services():
 def airflow_dags() -> list[Path]:
     from airflow_resilience.drills.runner import DRILL_DAGS
 
-    return [DAGS, DRILL_DAGS]
+    return [DAGS, DRILL_DAGS, Path(__file__).parent / "harm_dags"]
+
+
+class StatsdSink:
+    """A UDP socket on loopback that keeps every StatsD line the session's Airflow sends."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65535)
+            except OSError:
+                continue
+            self.lines.extend(data.decode(errors="replace").splitlines())
+
+    def count(self, name: str) -> int:
+        """Sum of the counter ``name`` (without the ``airflow.`` prefix) received so far."""
+        total = 0
+        for line in list(self.lines):
+            metric, _, rest = line.partition(":")
+            if metric.split(",")[0] == f"airflow.{name}" and rest.endswith("|c"):
+                total += int(float(rest.split("|")[0]))
+        return total
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture(scope="session")
+def statsd_sink():
+    sink = StatsdSink()
+    try:
+        yield sink
+    finally:
+        sink.close()
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +97,11 @@ def job_server():
 
 
 @pytest.fixture(scope="session")
-def airflow_config(job_server) -> dict[str, str]:
+def airflow_config(job_server, statsd_sink) -> dict[str, str]:
     return {
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(statsd_sink.port),
         "AIRFLOW_CONN_DATABRICKS_DEFAULT": job_server.airflow_connection(),
         "LOOPBACK_JOBS_URL": job_server.url,
         # Short so the fencing test (a frozen attempt) does not wait the stock 300 s.

@@ -177,3 +177,22 @@ def test_three_phase_operator_drained_by_sigterm_resumes_in_phase_2(airflow_env,
     assert events == [(1, "provision"), (1, "run"), (2, "run"), (2, "cleanup")]
     ledger = af.state_store(dag, run_id, "job")["resilience:ledger"]["attempts"]
     assert [(a["cause"]["kind"], a["verdict"]) for a in ledger] == [("infrastructure", "grant")]
+
+
+def test_sigterm_between_submit_and_record_reconnects_to_the_one_job(airflow_env, marks, job_server):
+    """An eviction's SIGTERM after the external system created the job and before its id was saved, with
+    ``find=None``: the drain waits for the id to be recorded (a critical section of submit_once), so the next
+    attempt reconnects to the one job — no UnconfirmedSubmissionError, no second job."""
+    af, dag = airflow_env, "ops_submit_window"
+    run_id = start(af, marks, dag, duration=2, ack_delay=3)
+    marks.wait_for(lambda e: e["ev"] == "after_submit" and e["t"] == 1, timeout=120)
+    af.signal_runner(dag, run_id, "job", signal.SIGTERM)
+    assert af.wait_for_run(dag, run_id, timeout=180) == "success"
+    runs = job_server.runs(run_name=run_id)
+    assert len(runs) == 1 and runs[0]["result_state"] == "SUCCESS"
+    assert [e["t"] for e in marks.read() if e["ev"] == "after_submit"] == [1]  # submitted once
+    waiting = [e for e in marks.read() if e["ev"] == "waiting"]
+    assert [e["t"] for e in waiting] == [2] and waiting[0]["run_id"] == runs[0]["run_id"]  # reconnected
+    ledger = af.state_store(dag, run_id, "job")["resilience:ledger"]["attempts"]
+    assert [(a["cause"]["reason"], a["verdict"]) for a in ledger] == [("signal.sigterm", "grant")]
+    assert "UnconfirmedSubmissionError" not in af.task_log(dag, run_id, "job", 2)

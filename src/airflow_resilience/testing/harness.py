@@ -127,6 +127,11 @@ class AirflowEnvironment:
     celery_queue: str = ""
     worker_concurrency: int = 1
     _log_offsets: dict[str, int] = field(default_factory=dict)
+    #: Per component: extra environment for every start (version skew: one component with the package off).
+    component_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Per component: the ``airflow`` executable to start it with (version skew: a virtualenv without the
+    #: package). LocalExecutor workers are forked by the scheduler and share its.
+    component_bin: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -143,6 +148,8 @@ class AirflowEnvironment:
         celery_workers: int = 2,
         worker_concurrency: int = 1,
         visibility_timeout: int = 21600,
+        component_env: Mapping[str, Mapping[str, str]] | None = None,
+        component_bin: Mapping[str, str] | None = None,
     ) -> AirflowEnvironment:
         """Prepare a home, a database and the configuration, deploy ``dags`` and (by default) start.
 
@@ -153,6 +160,10 @@ class AirflowEnvironment:
             "node" (own process group, own ``--celery-hostname``, ``worker_concurrency`` slots). Celery
             needs PostgreSQL; :class:`EnvironmentUnavailable` says what is missing.
         :param visibility_timeout: Celery (Redis): seconds before an unacknowledged message is delivered again.
+        :param component_env: per component name (``"scheduler"``, ``"dag-processor"``, ...), extra environment
+            for it alone, e.g. ``{"scheduler": {"AIRFLOW__RESILIENCE__ENABLED": "False"}}``.
+        :param component_bin: per component name, the ``airflow`` executable to run it with (another
+            virtualenv, e.g. one without this package).
         """
         if executor not in ("local", "celery"):
             raise ValueError(f"executor must be 'local' or 'celery', got {executor!r}")
@@ -248,6 +259,8 @@ class AirflowEnvironment:
             workers=workers,
             celery_queue=queue,
             worker_concurrency=worker_concurrency,
+            component_env={k: dict(v) for k, v in (component_env or {}).items()},
+            component_bin=dict(component_bin or {}),
         )
         for path in dags:
             self.deploy(path, wait=False)
@@ -311,8 +324,8 @@ class AirflowEnvironment:
         self._log_offsets[name] = path.stat().st_size if path.exists() else 0
         logfile = open(path, "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [_airflow_bin(), *args],
-            env={**self.env, **(env or {})},
+            [self.component_bin.get(name, _airflow_bin()), *args],
+            env={**self.env, **self.component_env.get(name, {}), **(env or {})},
             cwd=self.home,
             stdout=logfile,
             stderr=subprocess.STDOUT,

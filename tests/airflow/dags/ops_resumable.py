@@ -180,6 +180,35 @@ class _Seamed:
         return self.job.cancel(job_id)
 
 
+class SlowAcknowledge(ResumableOperator):
+    """submit_once with find=None: the external system creates the job, then its answer takes ``ack_delay``
+    seconds to come back — the window in which an eviction's SIGTERM arrives in the test."""
+
+    def execute(self, context):
+        conf = context["dag_run"].conf or {}
+        point(context, "attempt-start")
+        job = LoopbackJob(os.environ["LOOPBACK_JOBS_URL"], context["run_id"], float(conf.get("duration", 3)))
+
+        def submit(token):
+            job_id = job.submit(token)
+            point(context, "after_submit", run_id=job_id)  # the job exists now
+            time.sleep(float(conf.get("ack_delay", 3)))
+            return job_id
+
+        run_id = self.submit_once(context, submit, None)
+        self.checkpoint(next_method="wait", run_id=run_id)
+        return self.wait(context, run_id=run_id)
+
+    def wait(self, context, run_id):
+        point(context, "waiting", run_id=run_id)
+        job = LoopbackJob(os.environ["LOOPBACK_JOBS_URL"], context["run_id"], 0)
+        while not (status := job.status(run_id)).finished:
+            time.sleep(0.3)
+        if status.state != "succeeded":
+            raise RuntimeError(f"job {run_id} failed: {status.message}")
+        return status.result
+
+
 def _dag(dag_id: str, **default_args) -> DAG:
     return DAG(
         dag_id, schedule=None, start_date=START, catchup=False, tags=["resilience-test"],
@@ -203,6 +232,9 @@ with _dag("ops_run_now"):
 
 with _dag("ops_three_phase", retries=1):
     ThreePhase(task_id="job")
+
+with _dag("ops_submit_window"):
+    SlowAcknowledge(task_id="job")
 
 with _dag("ops_generic"):
     GenericJob(task_id="job", poll_interval=0.5)
