@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/bench_drill.py
 	$(PY) benchmarks/bench_watermark.py
 	$(PY) benchmarks/bench_celery.py
+	$(PY) benchmarks/bench_overhead.py
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -323,6 +323,18 @@ def commit(
     return _end_hold_committing(rec, who, now, Action.COMMIT)
 
 
+def user_marked(rec: Record, ti_id: str) -> tuple[Record, list[Event]]:
+    """A user marked the holder's running task instance success (or failed) from the UI: its block may not
+    have finished publishing, so what it staged is discarded, never rolled forward. Idempotent."""
+    if rec.holder is None or rec.holder.ti_id != ti_id:
+        return rec, []
+    events = []
+    if rec.has_staged:
+        events.append(Event(Action.DISCARDED, rec.staged, rec.value, rec.version, rec.holder,
+                            "a user changed the holder's state while it ran: its block may not have finished"))
+    return _released(rec), events
+
+
 def release(rec: Record, who: Holder, fence: int) -> tuple[Record, list[Event]]:
     """The holder gives up (its block raised, its task failed): staged value discarded. Idempotent."""
     if rec.holder is None or rec.holder.ti_id != who.ti_id or rec.fence != fence:
@@ -522,9 +534,14 @@ class Watermark:
         self._grant: Grant | None = None
         self._staged: Any = _NOTHING
         self.waited: float = 0.0
+        self._opened_at = ""
 
     # -- lifecycle
     def __enter__(self) -> Watermark:
+        import sys
+
+        caller = sys._getframe(1)
+        here = f"{caller.f_code.co_filename}:{caller.f_lineno}"
         backend = self._backend
         wait_timeout, poll = self._wait_timeout, self._poll_interval
         if backend is None:
@@ -535,6 +552,13 @@ class Watermark:
             wait_timeout = cfg_timeout if wait_timeout is None else wait_timeout
             poll = cfg_poll if poll is None else poll
         self._backend = backend
+        first = _held_by_same_attempt(self.name, backend)
+        if first is not None:
+            raise WatermarkError(
+                f"watermark {self.name!r} is already open in this attempt (opened at {first._opened_at}); opening "
+                f"it again at {here} would hand out a new hold and drop what the first one staged. Use the first "
+                "'wm' (advance it again to move further), or end its 'with' block with an error to release it"
+            )
         wait_timeout = 600.0 if wait_timeout is None else wait_timeout
         poll = 0.5 if poll is None else poll
         start = self._clock()
@@ -553,6 +577,7 @@ class Watermark:
             self._sleep(min(poll, max(0.0, wait_timeout - self.waited)) or poll)
         self.waited = self._clock() - start
         self._grant = answer
+        self._opened_at = here
         _register(self)
         return self
 
@@ -640,6 +665,24 @@ def end_of_task_actions() -> list[Callable[[bool], None]]:
     actions = list(_end_actions)
     _end_actions.clear()
     return actions
+
+
+def _attempt_of(backend: Any) -> Any:
+    """Which attempt of which deployment a backend speaks for (a new backend object per open, same key)."""
+    who = getattr(backend, "who", None)
+    ti_id = getattr(who, "ti_id", None)
+    if ti_id is None:
+        return id(backend)
+    return (type(backend).__name__, id(getattr(backend, "store", None)), ti_id)
+
+
+def _held_by_same_attempt(name: str, backend: Any) -> Watermark | None:
+    """The open watermark of ``name`` that the same attempt (the backend's holder) already holds."""
+    mine = _attempt_of(backend)
+    for wm in _open:
+        if wm.name == name and wm._grant is not None and _attempt_of(wm._backend) == mine:
+            return wm
+    return None
 
 
 def _register(wm: Watermark) -> None:

@@ -226,3 +226,24 @@ def test_operator_commands_are_audited_and_refuse_bad_input(airflow_env, name):
     mine = [(event, json.loads(extra)) for event, extra in audit if json.loads(extra)["name"] == name]
     assert [e for e, _ in mine] == ["cli_resilience_watermark_set"] * 2 + ["cli_resilience_watermark_reset"]
     assert mine[1][1]["backwards"] is True and mine[2][1]["previous"] == "2024-01-01T00:00:00+00:00"
+
+
+def test_user_mark_success_on_a_running_holder_discards_what_it_staged(airflow_env, marks, source, name):
+    """A user marks the holder success from the UI while it is still publishing: the task instance is
+    success, but what its block staged is discarded, never rolled forward (its rows may not all be
+    published); the next run reads the old value and publishes the rest."""
+    af = airflow_env
+    source.add(1, 10)
+    conf = {"db": str(source.path), "marks": str(marks.path), "name": name, "delay": 1.0}
+    run_id = af.trigger(DAG, conf=conf)
+    marks.wait_for(lambda e: e["ev"] == "published" and e["run"] == run_id and e["id"] >= 2)
+    af.set_task_state(DAG, run_id, TASK, "success")
+    assert af.wait_for_run(DAG, run_id, timeout=120) == "success"
+    shown = committed(af, name)
+    assert shown["committed"] is False and not shown["holder"]  # nothing rolled forward, the hold ended
+    assert any(h["action"] == "discarded" and "a user changed the holder's state" in h["detail"] for h in shown["history"])
+    second = af.trigger(DAG, conf={**conf, "delay": 0})
+    assert af.wait_for_run(DAG, second, timeout=120) == "success"
+    reads = [e for e in marks.read() if e["ev"] == "read" and e["run"] == second]
+    assert reads[0]["since"] == 0  # the old value: the rows the first run may not have published are read again
+    assert source.target_ids() == list(range(1, 11))

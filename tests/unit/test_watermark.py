@@ -391,3 +391,20 @@ def test_a_failed_release_does_not_hide_the_blocks_error():
     store.status["ti-1"] = HolderStatus.ENDED  # Airflow fails the try
     with Watermark("orders", default=0, backend=store.attempt("ti-2")) as wm:
         assert wm.value == 0  # its stage was dropped by the next opener
+
+
+def test_second_open_of_a_name_in_one_attempt_names_both_places():
+    """Opening the same name again in the same attempt would hand out a new hold and silently drop what the
+    first staged: it is an error naming where each was opened. Another attempt opening it just waits."""
+    store = MemoryWatermarks()
+    mine = store.attempt("ti-twice")
+    with Watermark("twice", default=0, backend=mine) as wm:
+        wm.advance(5)
+    with pytest.raises(WatermarkError) as err, Watermark("twice", default=0, backend=store.attempt("ti-twice")):
+        pass
+    message = str(err.value)
+    assert "already open in this attempt (opened at " in message and "test_watermark.py:" in message
+    assert message.count("test_watermark.py:") == 2  # both places
+    assert store.records["twice"].staged == 5  # the first hold and its staged value are intact
+    mine.succeed()
+    assert store.records["twice"].value == 5

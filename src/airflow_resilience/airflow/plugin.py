@@ -73,10 +73,26 @@ class _CheckpointListener:
         if execution is not None:
             execution.mark_attempt_ended(task_instance, state)
 
+    @staticmethod
+    def _user_marked(task_instance) -> None:
+        """The API server applies a user's "mark success" to a task instance whose try holds a watermark
+        (it is running, or died before its hold was settled): the holds end now, without committing what
+        they staged — the block may not have finished publishing. The next run reads the old value again."""
+        try:
+            from airflow_resilience.airflow.watermark_db import service
+
+            released = service().release_user_marked(str(task_instance.id))
+            if released:
+                log.warning("airflow-resilience: %s was marked by a user while it ran: watermark(s) %s released, "
+                            "staged values discarded", task_instance.key, ", ".join(released))
+        except Exception:  # a listener must not change the user's action
+            log.exception("airflow-resilience: could not release the watermarks of a user-marked task instance")
+
     @hookimpl
     def on_task_instance_success(self, previous_state, task_instance):
         if type(task_instance).__module__ == "airflow.models.taskinstance":
-            return  # the API server applying a user's "mark success"
+            self._user_marked(task_instance)  # the API server applying a user's "mark success"
+            return
         self._flush()
         self._end_watermarks(True)
         self._ended(task_instance, "success")

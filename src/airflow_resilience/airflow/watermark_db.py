@@ -298,6 +298,16 @@ class SqlWatermarks:
     def release(self, name: str, who: Holder, fence: int) -> None:
         self._change(name, lambda rec, st: (*core.release(rec, who, fence), None), create=False)
 
+    def release_user_marked(self, ti_id: str) -> list[str]:
+        """A user changed the state of running task instance ``ti_id``: end its holds, discarding what they
+        staged (see :func:`airflow_resilience.watermark.user_marked`). Returns the names released."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(watermarks.c.name, watermarks.c.holder).where(watermarks.c.holder.is_not(None))).all()
+        names = [r.name for r in rows if (_load(r.holder) or {}).get("ti_id") == ti_id]
+        for name in names:
+            self._change(name, lambda rec, st: (*core.user_marked(rec, ti_id), None), create=False)
+        return names
+
     # -- operators' commands
     def set(self, name: str, value: Any, *, backwards: bool = False, force: bool = False, actor: str = "") -> Record:
         core.check_value(name, value)
