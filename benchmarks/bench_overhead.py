@@ -9,9 +9,12 @@ sides, one run at a time per side. Printed per side:
   attempt record, the task-end listener and the gate on the report are inside it), median and p99;
 * the scheduler loop (Airflow's own timer ``scheduler.scheduler_loop_duration``, received over StatsD on
   loopback during the runs), median and p99;
-* ours / stock ratios of the medians.
+* ours / stock ratios of the medians;
+* with ``--losses N`` (ours only): N lost workers (SIGKILL of a running task's supervisor), and the time
+  the scheduler-side listener spent judging each (the package's timer ``resilience.scheduler_listener``,
+  inside the scheduler loop).
 
-    python benchmarks/bench_overhead.py [--runs 30] [--database auto|postgres|sqlite] [--json out.json]
+    python benchmarks/bench_overhead.py [--runs 30] [--losses 5] [--database auto|postgres|sqlite] [--json out.json]
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--database", default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--losses", type=int, default=5)
     args = parser.parse_args()
 
     from airflow_resilience.testing import AirflowEnvironment
@@ -142,6 +146,29 @@ def main() -> int:
                   f"{p99['ours']:>10.3f}{ratio:>8.3f}")
             result[label] = {"unit": unit, "median": med, "p99": p99, "ratio": round(ratio, 4),
                              "samples": {s: len(v) for s, v in data.items()}}
+        if args.losses:
+            import os
+            import signal
+
+            af, sink = envs["ours"], sinks["ours"]
+            sink.lines.clear()
+            sink.recording = True
+            for _ in range(args.losses):
+                run_id = af.trigger("bench_lost")
+                af.wait_for_task("bench_lost", run_id, "sleepy", {"running"}, timeout=120)
+                time.sleep(2)
+                os.kill(af.task_processes("bench_lost", run_id, "sleepy").supervisor, signal.SIGKILL)
+                af.wait_for_run("bench_lost", run_id, timeout=300)
+            time.sleep(2)
+            sink.recording = False
+            listener = sink.timings("resilience.scheduler_listener")
+            if listener:
+                print(f"scheduler listener (ms), {len(listener)} lost workers judged: median "
+                      f"{statistics.median(listener):.2f}, max {max(listener):.2f}")
+                result["scheduler_listener_ms"] = {"median": statistics.median(listener), "max": max(listener),
+                                                   "samples": len(listener)}
+            else:
+                print("scheduler listener: no timing received")
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
         return 0

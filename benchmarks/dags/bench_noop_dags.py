@@ -17,3 +17,19 @@ def bench_noop():
 
 
 bench_noop()
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2024, 1, 1), catchup=False, tags=["resilience-bench"])
+def bench_lost():
+    """A 20 s task whose supervisor the benchmark SIGKILLs: the scheduler-side listener judges the loss."""
+
+    @task(retries=0)
+    def sleepy():
+        import time
+
+        time.sleep(20)
+
+    sleepy()
+
+
+bench_lost()

@@ -30,6 +30,7 @@ class Settings:
     infra_retry_delay: float = 2.0
     cloud_providers: tuple[str, ...] = ()
     watermark_wait_timeout: float = 600.0
+    watermark_history_retention_days: float = 90.0
     watermark_poll_interval: float = 0.5
     api_url: str = ""
     celery_drain_grace: float = 20.0

@@ -98,6 +98,12 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "Seconds a task opening a Watermark waits while another running attempt holds the name, before it "
         "fails with WatermarkHeldError naming the holder. Per watermark: Watermark(name, wait_timeout=...).",
     ),
+    "watermark_history_retention_days": (
+        "float",
+        "90",
+        "Days a watermark's history rows (commits, roll-forwards, discards, operator sets) are kept; older "
+        "rows of a name are deleted when the name next changes. 0 keeps them all.",
+    ),
     "watermark_poll_interval": (
         "float",
         "0.5",

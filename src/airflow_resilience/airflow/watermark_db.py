@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     insert,
     select,
     update,
@@ -269,8 +270,16 @@ class SqlWatermarks:
                 time.sleep(min(0.5, 0.01 * (attempt + 1)))
         raise WatermarkError(f"watermark {name!r}: could not apply a change after {self.ATTEMPTS} attempts: {last}")
 
+    #: History rows of a name older than this many days are deleted when the name is next changed
+    #: (``[resilience] watermark_history_retention_days``; 0 keeps them all).
+    history_retention_days: float = 90.0
+
     def _log(self, conn: Connection, name: str, events: list[Event]) -> None:
         now = self.clock()
+        if events and self.history_retention_days > 0:
+            conn.execute(
+                delete(history).where(history.c.name == name, history.c.at < now - self.history_retention_days * 86400)
+            )
         for e in events:
             conn.execute(
                 insert(history).values(
@@ -389,4 +398,10 @@ def service() -> SqlWatermarks:
             if getattr(settings, "engine", None) is None:
                 settings.configure_orm()
             _service = SqlWatermarks(settings.engine)
+            try:
+                from airflow_resilience.airflow.runtime import settings as resilience_settings
+
+                _service.history_retention_days = resilience_settings().watermark_history_retention_days
+            except Exception:  # a bad value is reported where settings are read; keep the default here
+                pass
         return _service
