@@ -128,46 +128,53 @@ def on_attempt_start(task: Any, context: Any) -> None:
     try:
         store = bookkeeping_store(ti)
         budget = budget_for(task.retry_policy)
-        store.set(
-            ATTEMPT_KEY,
-            {
-                "try_number": try_number,
-                "runner_pid": os.getpid(),
-                "supervisor_pid": os.getppid(),
-                "host": socket.getfqdn(),
-                "started_at": time.time(),
-                "oom_kills": read_oom_kills(),
-                "max_tries": int(getattr(ti, "max_tries", 0) or 0),
-                "budget": {"infra_retries": budget.infra_retries, "breaker_threshold": budget.breaker_threshold},
-            },
-        )
+        record = {
+            "try_number": try_number,
+            "runner_pid": os.getpid(),
+            "supervisor_pid": os.getppid(),
+            "host": socket.getfqdn(),
+            "started_at": time.time(),
+            "oom_kills": read_oom_kills(),
+            "max_tries": int(getattr(ti, "max_tries", 0) or 0),
+            "budget": {"infra_retries": budget.infra_retries, "breaker_threshold": budget.breaker_threshold},
+        }
+        store.set(ATTEMPT_KEY, record)
     except Exception as exc:
         bookkeeping_failed("attempt record", exc)
         return
-    try:
-        ledger = Ledger.from_json(store.get(LEDGER_KEY))
-    except Exception as exc:
-        bookkeeping_failed("ledger read", exc)
-        ledger = Ledger()
-    if ledger.attempts:
-        last = ledger.attempts[-1]
-        log.info(
-            "airflow-resilience: attempt %s follows %d recorded failure(s); last: try %s %s/%s (%s)",
-            try_number, len(ledger.attempts), last.try_number, last.cause.kind.value, last.cause.reason.value, last.verdict,
-        )
+    _recorded[str(ti.id)] = record
+    if try_number > 1:  # a first try has no history to tell (one state-store call saved per task)
+        try:
+            ledger = Ledger.from_json(store.get(LEDGER_KEY))
+        except Exception as exc:
+            bookkeeping_failed("ledger read", exc)
+            ledger = Ledger()
+        if ledger.attempts:
+            last = ledger.attempts[-1]
+            log.info(
+                "airflow-resilience: attempt %s follows %d recorded failure(s); last: try %s %s/%s (%s)",
+                try_number, len(ledger.attempts), last.try_number, last.cause.kind.value, last.cause.reason.value,
+                last.verdict,
+            )
     if settings().drain_on_sigterm:
         install_drain_handler()
 
 
+#: The attempt record this process wrote, per task instance id (so ending it costs one write, no read).
+_recorded: dict[str, dict] = {}
+
+
 def mark_attempt_ended(ti: Any, state: str) -> None:
-    """Note in the attempt record that this try reported its end itself (so the failure gate does not take
-    it for a silent death). Best effort: after a retry the task instance id has moved on and the write is
-    refused."""
+    """Note in the attempt record that this try reported its failure itself (so the failure gate does not
+    take it for a silent death). One write; best effort: after a retry the task instance id has moved on
+    and the write is refused. A success needs no mark (the gate judges failure reports only)."""
+    current = _recorded.get(str(ti.id))
+    if current is None or current.get("ended") or current.get("try_number") != int(ti.try_number):
+        return
     try:
-        store = bookkeeping_store(ti)
-        current = store.get(ATTEMPT_KEY)
-        if isinstance(current, dict) and current.get("try_number") == int(ti.try_number) and not current.get("ended"):
-            store.set(ATTEMPT_KEY, {**current, "ended": state})
+        ended = {**current, "ended": state}
+        bookkeeping_store(ti).set(ATTEMPT_KEY, ended)
+        _recorded[str(ti.id)] = ended
     except Exception:
         log.debug("attempt end not recorded", exc_info=True)
 

@@ -95,7 +95,6 @@ class _CheckpointListener:
             return
         self._flush()
         self._end_watermarks(True)
-        self._ended(task_instance, "success")
 
     @hookimpl
     def on_task_instance_failed(self, previous_state, task_instance, error):

@@ -128,11 +128,11 @@ class InfraRetryPolicy(RetryPolicy):
         failures of this generation so far (this one included), or None when the ledger is unavailable."""
         from airflow_resilience.airflow import accounting
         from airflow_resilience.airflow.execution import (
-            ATTEMPT_KEY,
             attempt_had_checkpoint,
             bookkeeping_store,
             budget_for,
             clear_number_of,
+            mark_attempt_ended,
         )
         from airflow_resilience.airflow.runtime import settings
         from airflow_resilience.judge import judge
@@ -141,9 +141,7 @@ class InfraRetryPolicy(RetryPolicy):
             return None
         try:
             store = bookkeeping_store(context["ti"])
-            attempt = store.get(ATTEMPT_KEY)
-            if isinstance(attempt, dict) and attempt.get("try_number") == try_number and not attempt.get("ended"):
-                store.set(ATTEMPT_KEY, {**attempt, "ended": "failed"})  # first: the gate reads this
+            mark_attempt_ended(context["ti"], "failed")  # first: the failure gate reads this
             ledger = Ledger.from_json(store.get(LEDGER_KEY))
             clear_number = clear_number_of(context)
             judgement = judge(
