@@ -62,3 +62,31 @@ def test_frames_outside_execute_do_not_count() -> None:
     finally:
         execution._state.execute_frame = None
     assert execution._unsafe_to_interrupt(frame)  # without the stop, the supervisor frame below counts
+
+
+@pytest.mark.parametrize(
+    ("module", "unsafe"),
+    [
+        ("airflow_resilience.checkpoint", True),  # between step()'s function returning and its write
+        ("airflow_resilience.resumable", True),  # between submit() returning and the id being saved
+        ("airflow_resilience.airflow.operators", False),  # its polling loop must drain
+        ("httpx._client", False),  # a user's own long HTTP call must not block a drain
+    ],
+)
+def test_own_code_is_deferred_only_where_it_is_the_innermost_frame(module: str, unsafe: bool) -> None:
+    assert execution._unsafe_to_interrupt(frame_in(module)) is unsafe
+
+
+def test_inside_a_critical_section_a_drain_is_deferred_and_redelivered(monkeypatch) -> None:
+    from airflow_resilience import critical
+
+    sent: list[int] = []
+    monkeypatch.setattr(critical.os, "kill", lambda pid, sig: sent.append(sig))
+    with critical.critical():
+        assert execution._unsafe_to_interrupt(frame_in("my_dag_file"))
+        critical.defer()  # what the handler does when the signal lands here
+        assert sent == []
+    import signal
+
+    assert sent == [signal.SIGTERM]  # delivered again once the section ended
+    assert not critical.pending()

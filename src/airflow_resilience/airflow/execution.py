@@ -198,8 +198,9 @@ UNSAFE_MODULES = (
 )
 #: Modules in which a SIGTERM must not raise when they are the innermost frame: the package's own code
 #: between a user function returning and its result being saved (``step()``), while user code these
-#: modules call stays interruptible.
-OWN_MODULES = ("airflow_resilience.checkpoint", "airflow_resilience.resumable", "airflow_resilience.airflow.operators")
+#: modules call stays interruptible. (Not the operators' module: its polling loop sleeps in its own frame
+#: and must drain.) Neither module waits in its own frames.
+OWN_MODULES = ("airflow_resilience.checkpoint", "airflow_resilience.resumable")
 
 
 def store_call_started() -> None:
