@@ -13,15 +13,20 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_resilience.budget import BudgetPolicy
-from airflow_resilience.causes import FailureCause
-from airflow_resilience.judge import Judgement
-from airflow_resilience.ledger import LEDGER_KEY
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a failure is judged, not at every task start
+    from airflow_resilience.budget import BudgetPolicy
+    from airflow_resilience.causes import FailureCause
+    from airflow_resilience.judge import Judgement
 
 log = logging.getLogger(__name__)
 
 ATTEMPT_KEY = "resilience:attempt"
 EVIDENCE_KEY = "resilience:evidence"
+#: Same values as :mod:`airflow_resilience.ledger` (kept here so a task start imports no pure core).
+LEDGER_KEY = "resilience:ledger"
+ENDING_VERDICTS = frozenset({"grant", "stock", "exhausted", "manual"})
 
 
 def now() -> str:
@@ -61,6 +66,8 @@ def write(judgement: Judgement, put: Callable[[str, Any], None]) -> None:
 
 def budget_of(attempt: Any, try_number: int, defaults: BudgetPolicy) -> BudgetPolicy:
     """The budget the attempt recorded at its start (its task's ``InfraRetryPolicy``), else ``defaults``."""
+    from airflow_resilience.budget import BudgetPolicy
+
     raw = attempt.get("budget") if isinstance(attempt, dict) and attempt.get("try_number") == try_number else None
     if isinstance(raw, dict):
         try:

@@ -31,12 +31,24 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_resilience.airflow.accounting import ATTEMPT_KEY, EVIDENCE_KEY, bookkeeping_failed, metric, now
-from airflow_resilience.causes import Evidence, FailureCause, classify
-from airflow_resilience.judge import pending
-from airflow_resilience.ledger import ENDING_VERDICTS, LEDGER_KEY, Ledger
+from typing import TYPE_CHECKING
+
+from airflow_resilience.airflow.accounting import (
+    ATTEMPT_KEY,
+    ENDING_VERDICTS,
+    EVIDENCE_KEY,
+    LEDGER_KEY,
+    bookkeeping_failed,
+    metric,
+    now,
+)
 from airflow_resilience.signals.cgroup import read_oom_kills
 
+if TYPE_CHECKING:
+    from airflow_resilience.causes import Evidence, FailureCause
+
+# Every task start imports this module: the pure core (causes, ledger, judge) is imported where a failure
+# is handled, not here.
 log = logging.getLogger(__name__)
 
 __all__ = ["ATTEMPT_KEY", "ENDING_VERDICTS", "EVIDENCE_KEY", "metric"]
@@ -99,6 +111,18 @@ def _now() -> str:
     return now()
 
 
+def budget_numbers(policy: Any) -> dict[str, int]:
+    """The task's budget as recorded at attempt start (validated where it is used)."""
+    from airflow_resilience.airflow.runtime import settings
+
+    cfg = settings()
+    mine = getattr(policy, "infra_retries", None), getattr(policy, "breaker_threshold", None)
+    return {
+        "infra_retries": cfg.infra_retries if mine[0] is None else mine[0],
+        "breaker_threshold": cfg.breaker_threshold if mine[1] is None else mine[1],
+    }
+
+
 def budget_for(policy: Any):
     """The infra budget of a task: its ``InfraRetryPolicy``'s, with ``[resilience]`` defaults."""
     from airflow_resilience.airflow.runtime import settings
@@ -127,16 +151,15 @@ def on_attempt_start(task: Any, context: Any) -> None:
     try_number = int(ti.try_number)
     try:
         store = bookkeeping_store(ti)
-        budget = budget_for(task.retry_policy)
         record = {
             "try_number": try_number,
             "runner_pid": os.getpid(),
             "supervisor_pid": os.getppid(),
-            "host": socket.getfqdn(),
+            "host": socket.gethostname(),  # not getfqdn(): a DNS lookup (~5 ms) on every task start
             "started_at": time.time(),
             "oom_kills": read_oom_kills(),
             "max_tries": int(getattr(ti, "max_tries", 0) or 0),
-            "budget": {"infra_retries": budget.infra_retries, "breaker_threshold": budget.breaker_threshold},
+            "budget": budget_numbers(task.retry_policy),
         }
         store.set(ATTEMPT_KEY, record)
     except Exception as exc:
@@ -144,6 +167,8 @@ def on_attempt_start(task: Any, context: Any) -> None:
         return
     _recorded[str(ti.id)] = record
     if try_number > 1:  # a first try has no history to tell (one state-store call saved per task)
+        from airflow_resilience.ledger import Ledger
+
         try:
             ledger = Ledger.from_json(store.get(LEDGER_KEY))
         except Exception as exc:
@@ -359,6 +384,8 @@ def _drain(task: Any, context: Any) -> Any:
 
     from airflow_resilience.airflow import runtime
 
+    from airflow_resilience.causes import Evidence, classify
+
     ti = context["ti"]
     try:
         runtime.flush_open_checkpoints()
@@ -386,6 +413,9 @@ def _drain(task: Any, context: Any) -> Any:
 
 def _record_pending(ti: Any, context: Any, cause: FailureCause) -> None:
     """The drained try's cause, for the failure gate to judge when the failure is reported."""
+    from airflow_resilience.judge import pending
+    from airflow_resilience.ledger import Ledger
+
     try:
         store = bookkeeping_store(ti)
         ledger = Ledger.from_json(store.get(LEDGER_KEY))
@@ -405,6 +435,7 @@ def _record_manual(ti: Any, context: Any, cause: FailureCause) -> None:
     from airflow_resilience.airflow import accounting
     from airflow_resilience.airflow.runtime import settings
     from airflow_resilience.judge import judge
+    from airflow_resilience.ledger import Ledger
 
     try:
         store = bookkeeping_store(ti)

@@ -30,10 +30,10 @@ import re
 import signal
 from typing import Any
 
-from airflow_resilience.budget import BudgetPolicy
-from airflow_resilience.causes import Evidence, classify
-from airflow_resilience.judge import Judgement, Outcome, judge
-from airflow_resilience.ledger import ENDING_VERDICTS, LEDGER_KEY, Ledger
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # every process that loads plugins imports this module: the core is imported on use
+    from airflow_resilience.judge import Judgement
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ def gate_report(ti_id: str, body: bytes, authorization: str | None) -> bytes:
         return body
     if not _token_is_for(ti_id, authorization):
         return body
+    from airflow_resilience.judge import Outcome
+
     judgement = _judge(ti_id, payload, cfg)
     if judgement is None or judgement.outcome is Outcome.STOCK:
         return body
@@ -189,6 +191,10 @@ def _judge(ti_id: str, payload: dict, cfg: Any) -> Judgement | None:
     from airflow_resilience.airflow.accounting import ATTEMPT_KEY, budget_of, now
     from airflow_resilience.airflow.execution import attempt_had_checkpoint
     from airflow_resilience.airflow.scheduler import _get, _scope, _set, applies
+    from airflow_resilience.budget import BudgetPolicy
+    from airflow_resilience.causes import Evidence, classify
+    from airflow_resilience.judge import Outcome, judge
+    from airflow_resilience.ledger import ENDING_VERDICTS, LEDGER_KEY, Ledger
 
     from uuid import UUID
 

@@ -24,9 +24,10 @@ from typing import Any
 
 from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision, RetryPolicy
 
-from airflow_resilience.budget import BudgetPolicy
-from airflow_resilience.causes import Evidence, FailureKind, classify
-from airflow_resilience.ledger import LEDGER_KEY, Ledger
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the pure core is imported when a failure is handled, not when a DAG is parsed
+    from airflow_resilience.budget import BudgetPolicy
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,14 @@ class InfraRetryPolicy(RetryPolicy):
         breaker_threshold: int | None = None,
         then: RetryPolicy | None = None,
     ) -> None:
-        # Validate eagerly (a bad value is a DAG parse error naming the argument).
-        BudgetPolicy(
-            infra_retries=3 if infra_retries is None else infra_retries,
-            breaker_threshold=3 if breaker_threshold is None else breaker_threshold,
-        )
+        if infra_retries is not None or breaker_threshold is not None:
+            # Validate eagerly (a bad value is a DAG parse error naming the argument).
+            from airflow_resilience.budget import BudgetPolicy
+
+            BudgetPolicy(
+                infra_retries=3 if infra_retries is None else infra_retries,
+                breaker_threshold=3 if breaker_threshold is None else breaker_threshold,
+            )
         self.infra_retries = infra_retries
         self.breaker_threshold = breaker_threshold
         self.then = then
@@ -65,6 +69,8 @@ class InfraRetryPolicy(RetryPolicy):
         self.app_retries: int | None = None
 
     def budget(self, defaults: BudgetPolicy | None = None) -> BudgetPolicy:
+        from airflow_resilience.budget import BudgetPolicy
+
         defaults = defaults or BudgetPolicy()
         return BudgetPolicy(
             infra_retries=defaults.infra_retries if self.infra_retries is None else self.infra_retries,
@@ -103,6 +109,8 @@ class InfraRetryPolicy(RetryPolicy):
         if isinstance(exception, InfrastructureInterruption):
             # Recorded as pending by the drain; judged by the failure gate when the failure is reported.
             return RetryDecision.default()
+        from airflow_resilience.causes import Evidence, classify
+
         app_retries = self.app_retries or 0
         cause = classify(Evidence(exception=type(exception).__name__, execution_timeout=_is_timeout(exception)))
         used = self._record(cause, try_number, max_tries, context)
@@ -135,7 +143,9 @@ class InfraRetryPolicy(RetryPolicy):
             mark_attempt_ended,
         )
         from airflow_resilience.airflow.runtime import settings
+        from airflow_resilience.causes import FailureKind
         from airflow_resilience.judge import judge
+        from airflow_resilience.ledger import LEDGER_KEY, Ledger
 
         if not context:
             return None

@@ -83,7 +83,7 @@ def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any) -> Ev
 
     if found.get("try_number") == try_number and found.get("worker_lost"):
         return Evidence(worker_lost=True, notes=(("scheduler", str(found.get("note", ""))),))
-    if attempt.get("try_number") == try_number and attempt.get("host") in {get_hostname(), _fqdn()}:
+    if attempt.get("try_number") == try_number and attempt.get("host") in {get_hostname(), _fqdn(), _short_host()}:
         started = attempt.get("started_at")
         supervisor_alive = pid_alive(attempt.get("supervisor_pid"), started)
         runner_alive = pid_alive(attempt.get("runner_pid"), started)
@@ -101,6 +101,12 @@ def _fqdn() -> str:
     import socket
 
     return socket.getfqdn()
+
+
+def _short_host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running") -> None:

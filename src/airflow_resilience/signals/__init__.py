@@ -25,16 +25,33 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_resilience.causes import Evidence
-from airflow_resilience.signals.cgroup import oom_evidence, read_oom_kills
-from airflow_resilience.signals.cloud import (
-    read_aws_spot,
-    read_azure_scheduled_events,
-    read_cloud_notices,
-    read_gcp_preemption,
-)
-from airflow_resilience.signals.kubernetes import read_pod_disruption
-from airflow_resilience.signals.process import exit_evidence, pid_alive
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_resilience.causes import Evidence
+
+#: The readers, imported on first use: every task start imports this package (the cgroup counter) and
+#: must not pay for the HTTP readers it does not call.
+_LAZY = {
+    "oom_evidence": "cgroup",
+    "read_oom_kills": "cgroup",
+    "read_aws_spot": "cloud",
+    "read_azure_scheduled_events": "cloud",
+    "read_cloud_notices": "cloud",
+    "read_gcp_preemption": "cloud",
+    "read_pod_disruption": "kubernetes",
+    "exit_evidence": "process",
+    "pid_alive": "process",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "exit_evidence",
@@ -51,17 +68,22 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Evidence)}
-_BOOL_FIELDS = frozenset(name for name, f in _FIELDS.items() if f.default is False)
+
+def _fields() -> dict:
+    from airflow_resilience.causes import Evidence
+
+    return {f.name: f for f in dataclasses.fields(Evidence)}
 
 
 def _as_dict(part: Mapping[str, Any] | Evidence) -> Mapping[str, Any]:
+    from airflow_resilience.causes import Evidence
+
     if isinstance(part, Evidence):
         # Only what was observed: fields that differ from their defaults.
         default = Evidence()
         return {
             name: getattr(part, name)
-            for name in _FIELDS
+            for name in _fields()
             if getattr(part, name) != getattr(default, name)
         }
     return part
@@ -81,11 +103,15 @@ def merge(*parts: Mapping[str, Any] | Evidence) -> Evidence:
     ``True``), ``notes`` concatenate in order, and ``None`` means "not observed" (it never clears a
     value). Unknown field names are ignored with a warning (they would be a programming error).
     """
+    from airflow_resilience.causes import Evidence
+
+    fields = _fields()
+    bool_fields = frozenset(name for name, f in fields.items() if f.default is False)
     values: dict[str, Any] = {}
     notes: list[tuple[str, str]] = []
     for part in parts:
         for name, value in _as_dict(part).items():
-            if name not in _FIELDS:
+            if name not in fields:
                 log.warning("evidence: unknown field %r ignored", name)
             elif value is None:
                 continue
@@ -94,7 +120,7 @@ def merge(*parts: Mapping[str, Any] | Evidence) -> Evidence:
                     notes.extend(_notes(value))
                 except (TypeError, ValueError):
                     log.warning("evidence: malformed notes %r ignored", value)
-            elif name in _BOOL_FIELDS:
+            elif name in bool_fields:
                 values[name] = bool(values.get(name, False) or value)
             else:
                 values[name] = value
