@@ -76,17 +76,35 @@ class _CheckpointListener:
     @staticmethod
     def _user_marked(task_instance) -> None:
         """The API server applies a user's "mark success" to a task instance whose try holds a watermark
-        (it is running, or died before its hold was settled): the holds end now, without committing what
-        they staged — the block may not have finished publishing. The next run reads the old value again."""
-        try:
-            from airflow_resilience.airflow.watermark_db import service
+        (it is running, or died before its hold was settled): the holds end, without committing what they
+        staged — the block may not have finished publishing. The next run reads the old value again.
 
-            released = service().release_user_marked(str(task_instance.id))
-            if released:
-                log.warning("airflow-resilience: %s was marked by a user while it ran: watermark(s) %s released, "
-                            "staged values discarded", task_instance.key, ", ".join(released))
-        except Exception:  # a listener must not change the user's action
-            log.exception("airflow-resilience: could not release the watermarks of a user-marked task instance")
+        Done once the user's change is committed (the request's own transaction holds the database; on
+        SQLite a second connection would wait for it), and not at all if it rolls back."""
+        ti_id, key = str(task_instance.id), task_instance.key
+
+        def release(*_args) -> None:
+            try:
+                from airflow_resilience.airflow.watermark_db import service
+
+                released = service().release_user_marked(ti_id)
+                if released:
+                    log.warning("airflow-resilience: %s was marked by a user while it held watermark(s) %s: "
+                                "released, staged values discarded", key, ", ".join(released))
+            except Exception:  # a listener must not change the user's action
+                log.exception("airflow-resilience: could not release the watermarks of a user-marked task instance")
+
+        try:
+            from sqlalchemy import event
+            from sqlalchemy.orm import object_session
+
+            session = object_session(task_instance)
+            if session is None:
+                release()
+            else:
+                event.listen(session, "after_commit", release, once=True)
+        except Exception:
+            log.exception("airflow-resilience: could not schedule the release of a user-marked task instance's watermarks")
 
     @hookimpl
     def on_task_instance_success(self, previous_state, task_instance):
