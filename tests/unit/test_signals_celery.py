@@ -93,8 +93,10 @@ def meta(status, result=None):
     [
         # the lost worker's own last answer: running there / taken but not started
         ({"a"}, {"r"}, set(), [], {}, {"a": IN_LAST_ANSWER, "r": IN_LAST_ANSWER}),
-        # ... but never an id another worker holds now
-        ({"a"}, {"r"}, {"a", "r"}, [], {}, {}),
+        # another worker holding the same ids now: a reserved one is left alone; an active one was running on
+        # the lost worker (the other's copy is a redelivery after the visibility timeout, which the
+        # redelivery guard never runs), so it is handed back
+        ({"a"}, {"r"}, {"a", "r"}, [], {}, {"a": IN_LAST_ANSWER}),
         # a reserved one that the backend says started on another worker (a redelivery it took): no action
         (set(), {"r"}, set(), [], {"r": started("worker-b@node2")}, {}),
         # a reserved one that started on the lost worker after its last answer, or whose meta is unreadable

@@ -124,21 +124,25 @@ def lost_task_ids(
 ) -> dict[str, str]:
     """The Celery task ids to hand back with ``lost``, each with its evidence (pure).
 
-    * :data:`IN_LAST_ANSWER`: the lost worker's own last reply named it — active, or reserved unless the
-      result backend says it STARTED on another worker (a redelivered message that another worker took);
+    * :data:`IN_LAST_ANSWER`: the lost worker's own last reply named it — active (it was running it there:
+      handed back even when another worker now holds the same id, which is a redelivered copy of the
+      message after the visibility timeout, and the package's redelivery guard never runs a second
+      attempt from it), or reserved unless another worker claims it or the result backend says it STARTED
+      on another worker;
     * :data:`STARTED_THERE`: an id of ``unclaimed_running`` (running task instances that no reply named)
       whose result-backend meta says STARTED with ``hostname`` exactly the lost worker's node name (it
       started there and the worker died before a round saw it).
 
-    ``claimed``: ids that another worker holds (its reply this round or its last one): never handed back,
-    whatever else says so — that worker is positive evidence the task lives elsewhere. ``metas``: id ->
+    ``claimed``: ids that another worker holds (its reply this round or its last one): never handed back
+    unless the lost worker's own reply had it active — that worker is positive evidence the task lives
+    elsewhere. ``metas``: id ->
     backend meta (``app.backend.get_task_meta``), or the exception raised reading it. For an unclaimed id,
     a missing meta, an error, any state other than STARTED or another hostname means unknown, and unknown
     means no action.
     """
     claimed = frozenset(claimed)
     out: dict[str, str] = {}
-    for task_id in sorted(lost.active - claimed):
+    for task_id in sorted(lost.active):
         out[task_id] = IN_LAST_ANSWER
     for task_id in sorted(lost.reserved - lost.active - claimed):
         if started_on(metas.get(task_id)) in (None, lost.hostname):
