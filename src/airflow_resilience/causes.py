@@ -43,6 +43,7 @@ class Reason(str, enum.Enum):
     EXECUTION_TIMEOUT = "timeout.execution"
     USER_MARKED = "user.marked_state"
     USER_CLEARED = "user.cleared"
+    USER_DELETED_POD = "user.pod_deleted"
     UNKNOWN = "unknown"
 
 
@@ -77,6 +78,8 @@ class Evidence:
     k8s_disruption: str | None = None
     #: The pod has a deletion timestamp (it is being deleted).
     k8s_deleting: bool = False
+    #: The pod's node was cordoned (``spec.unschedulable``) when the pod was disrupted: a drain.
+    k8s_node_cordoned: bool = False
     #: A cloud interruption notice: ``"aws:terminate"``, ``"aws:stop"``, ``"gcp:preempted"``,
     #: ``"gcp:maintenance"``, ``"azure:Preempt"``, ``"azure:Terminate"``, ...
     cloud_notice: str | None = None
@@ -134,7 +137,8 @@ def classify(ev: Evidence) -> FailureCause:
     """The cause of a failed attempt, from the most specific evidence available.
 
     Precedence: a user's hand (manual) > execution timeout > named infrastructure events (cloud notice,
-    Kubernetes disruption, OOM kill) > a lost worker > a signal > an exception (application) > unknown.
+    Kubernetes disruption, OOM kill) > a pod deleted by a client (manual) > a lost worker > a signal >
+    an exception (application) > unknown.
     A user marking the task is checked first because it is what *sends* the SIGTERM in that case.
     """
     infra = FailureKind.INFRASTRUCTURE
@@ -146,11 +150,15 @@ def classify(ev: Evidence) -> FailureCause:
         return FailureCause(infra, _cloud_reason(ev.cloud_notice), f"cloud interruption notice {ev.cloud_notice}")
     if ev.k8s_disruption:
         reason = K8S_DISRUPTION_REASONS.get(ev.k8s_disruption, Reason.K8S_DISRUPTION)
+        if ev.k8s_node_cordoned and ev.k8s_disruption == "EvictionByEvictionAPI":
+            return FailureCause(infra, Reason.NODE_DRAIN, "pod evicted (DisruptionTarget reason=EvictionByEvictionAPI) from a cordoned node: a drain")
         return FailureCause(infra, reason, f"pod condition DisruptionTarget reason={ev.k8s_disruption}")
     if ev.oom_kills is not None and ev.oom_kills > 0:
         return FailureCause(infra, Reason.OOM_KILLED, f"cgroup oom_kill counter rose by {ev.oom_kills}")
-    if ev.k8s_deleting:
-        return FailureCause(infra, Reason.K8S_DELETED, "the pod has a deletion timestamp")
+    if ev.k8s_deleting and not ev.worker_lost:
+        # Every deletion by the cluster (eviction, preemption, taint manager, PodGC, kubelet) carries a
+        # DisruptionTarget condition (GA since Kubernetes 1.31); one without it came from a client: a user.
+        return FailureCause(FailureKind.MANUAL, Reason.USER_DELETED_POD, "the pod was deleted without a DisruptionTarget condition (a user or a client, not the cluster)")
     if ev.worker_lost:
         return FailureCause(infra, Reason.WORKER_LOST, "the worker running the task is gone")
     if ev.received_signal == signal.SIGTERM or ev.exit_signal == signal.SIGTERM:

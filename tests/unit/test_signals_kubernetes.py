@@ -206,7 +206,7 @@ def test_errors_and_garbage_give_nothing(
         (pod([disruption("PreemptionByScheduler")]), Reason.K8S_PREEMPTION),
         (pod([disruption("DeletionByTaintManager")]), Reason.K8S_TAINT),
         (pod([disruption("TerminationByKubelet")]), Reason.NODE_DRAIN),
-        (pod([READY], deleting=True), Reason.K8S_DELETED),
+        (pod([READY], deleting=True), Reason.USER_DELETED_POD),
         (pod([READY]), Reason.SIGNAL_SIGKILL),
     ],
 )

@@ -140,3 +140,61 @@ def read_pod_disruption(
     except Exception as exc:  # noqa: BLE001 - a reader never raises
         log.debug("kubernetes: unexpected error: %s: %s", type(exc).__name__, exc)
         return {}
+
+
+#: Exit codes of a container killed by a signal (128 + signal number).
+_SIGNAL_EXIT = {137: 9, 143: 15}
+
+
+def pod_facts(pod: Any, node: Any = None) -> dict[str, Any]:
+    """What a task pod says about how its try ended (pure; JSON-ready; ``{}`` for anything but a pod).
+
+    From the ``Pod``: ``pod``/``uid``/``node`` (``spec.nodeName``), ``disruption`` (the ``DisruptionTarget``
+    reason), ``deleting`` (a deletion timestamp) and, once its first container terminated, ``terminated``
+    (``reason``, ``exit_code``). From the ``Node`` when given: ``node_cordoned`` (``spec.unschedulable``:
+    a ``kubectl drain`` cordons first).
+    """
+    if not isinstance(pod, Mapping):
+        return {}
+    meta = pod.get("metadata") if isinstance(pod.get("metadata"), Mapping) else {}
+    spec = pod.get("spec") if isinstance(pod.get("spec"), Mapping) else {}
+    status = pod.get("status") if isinstance(pod.get("status"), Mapping) else {}
+    facts: dict[str, Any] = {"pod": meta.get("name"), "uid": meta.get("uid"), "node": spec.get("nodeName")}
+    found = pod_evidence(pod)
+    if "k8s_disruption" in found:
+        facts["disruption"] = found["k8s_disruption"]
+    if found.get("k8s_deleting"):
+        facts["deleting"] = True
+    for cs in status.get("containerStatuses") or []:
+        terminated = ((cs or {}).get("state") or {}).get("terminated") if isinstance(cs, Mapping) else None
+        if isinstance(terminated, Mapping):
+            facts["terminated"] = {"reason": terminated.get("reason"), "exit_code": terminated.get("exitCode")}
+        break
+    if isinstance(node, Mapping) and isinstance(node.get("spec"), Mapping) and node["spec"].get("unschedulable"):
+        facts["node_cordoned"] = True
+    return facts
+
+
+def notable(facts: Mapping[str, Any]) -> bool:
+    """The pod says something about a failure (a disruption, a deletion, a termination other than success)."""
+    terminated = facts.get("terminated") or {}
+    return bool(facts.get("disruption") or facts.get("deleting") or facts.get("node_cordoned")
+                or (terminated and terminated.get("exit_code") not in (0, None)))
+
+
+def facts_evidence(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`~airflow_resilience.causes.Evidence` fields from :func:`pod_facts` (pure)."""
+    found: dict[str, Any] = {}
+    if facts.get("disruption"):
+        found["k8s_disruption"] = facts["disruption"]
+    if facts.get("deleting"):
+        found["k8s_deleting"] = True
+    if facts.get("node_cordoned"):
+        found["k8s_node_cordoned"] = True
+    terminated = facts.get("terminated") or {}
+    if terminated.get("reason") == "OOMKilled":
+        found["oom_kills"] = 1
+    code = terminated.get("exit_code")
+    if isinstance(code, int) and code in _SIGNAL_EXIT:
+        found["exit_signal"] = _SIGNAL_EXIT[code]
+    return found
