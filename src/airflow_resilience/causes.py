@@ -160,7 +160,8 @@ def classify(ev: Evidence) -> FailureCause:
         # DisruptionTarget condition (GA since Kubernetes 1.31); one without it came from a client: a user.
         return FailureCause(FailureKind.MANUAL, Reason.USER_DELETED_POD, "the pod was deleted without a DisruptionTarget condition (a user or a client, not the cluster)")
     if ev.worker_lost:
-        return FailureCause(infra, Reason.WORKER_LOST, "the worker running the task is gone")
+        seen = "; ".join(fact for _source, fact in ev.notes if fact)[:300]
+        return FailureCause(infra, Reason.WORKER_LOST, "the worker running the task is gone" + (f": {seen}" if seen else ""))
     if ev.received_signal == signal.SIGTERM or ev.exit_signal == signal.SIGTERM:
         return FailureCause(infra, Reason.SIGNAL_SIGTERM, "the task was sent SIGTERM (eviction, drain, shutdown)")
     if ev.exit_signal is not None:

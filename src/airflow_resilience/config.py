@@ -35,6 +35,7 @@ class Settings:
     api_url: str = ""
     celery_drain_grace: float = 20.0
     celery_worker_lost_after: float = 10.0
+    kubernetes_node_lost_after: float = 20.0
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}

@@ -132,4 +132,14 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "the infrastructure budget) and the workloads it had taken but not started are handed back. Checked "
         "every lost_worker_check_interval seconds. 0 disables the watcher.",
     ),
+    "kubernetes_node_lost_after": (
+        "float",
+        "20",
+        "KubernetesExecutor: a running task's pod is on a node lost when the node's Lease (kube-node-lease) "
+        "has not been renewed for this many seconds and the task's own heartbeat is as old: the try fails at "
+        "once as worker.lost (paid from the infrastructure budget) instead of after the heartbeat timeout or "
+        "the 300 s taint toleration, and the next pod avoids that node. Keep it above the kubelet's renew "
+        "interval (10 s). Checked every lost_worker_check_interval seconds. 0 disables it; the pod watch "
+        "that records evidence (DisruptionTarget, OOMKilled, deletions) keeps running.",
+    ),
 }

@@ -33,6 +33,26 @@ def suite_services():
 
 
 @pytest.fixture(scope="session")
+def kube_cluster():
+    """One real Kubernetes control plane with two node agents for the session (binaries built once per
+    version and cached outside the checkout: ``make k8s``). Without Go and without a built cache it is a
+    skip, or a failure naming it under ``CI=true``."""
+    from airflow_resilience.testing.kube import KubeCluster
+    from airflow_resilience.testing.kube.build import cached
+
+    if cached() is None and __import__("shutil").which("go") is None:
+        services.unavailable("Kubernetes control plane: no cached build and no Go toolchain to build one (make k8s)")
+    try:
+        cluster = KubeCluster.start(nodes=2)
+    except Exception as exc:  # noqa: BLE001 - say what failed
+        services.unavailable(f"Kubernetes control plane did not start: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
 def airflow_dags() -> list[Path]:
     from airflow_resilience.drills.runner import DRILL_DAGS
 

@@ -70,3 +70,10 @@ def test_cause_json_round_trip() -> None:
 def test_unknown_stored_labels_read_as_unknown() -> None:
     cause = FailureCause.from_json({"kind": "cosmic", "reason": "ray.bitflip", "summary": "s"})
     assert (cause.kind, cause.reason) == (FailureKind.UNKNOWN, Reason.UNKNOWN)
+
+
+def test_worker_lost_summary_names_the_evidence() -> None:
+    note = "node node-a stopped renewing its Lease 18 s ago and the task's heartbeat is 13 s old"
+    cause = classify(Evidence(worker_lost=True, notes=(("scheduler", note),)))
+    assert cause.reason is Reason.WORKER_LOST and cause.summary.endswith(note)
+    assert classify(Evidence(worker_lost=True)).summary == "the worker running the task is gone"

@@ -161,6 +161,8 @@ def on_attempt_start(task: Any, context: Any) -> None:
             "max_tries": int(getattr(ti, "max_tries", 0) or 0),
             "budget": budget_numbers(task.retry_policy),
         }
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):  # in a pod: HOSTNAME is the pod's name
+            record["k8s_pod"] = os.environ.get("HOSTNAME", "")
         store.set(ATTEMPT_KEY, record)
     except Exception as exc:
         bookkeeping_failed("attempt record", exc)

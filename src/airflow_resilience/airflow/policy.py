@@ -49,6 +49,18 @@ def task_policy(task) -> None:
     apply(task)
 
 
+@hookimpl
+def pod_mutation_hook(pod) -> None:
+    """KubernetesExecutor: the pod of the try after a node loss avoids that node (see ``airflow/kubernetes.py``)."""
+    from airflow_resilience.airflow.runtime import settings
+
+    if not settings().enabled:
+        return
+    from airflow_resilience.airflow.kubernetes import avoid_lost_node
+
+    avoid_lost_node(pod)
+
+
 def apply(task) -> None:
     from airflow.sdk.bases.operator import BaseOperator
 

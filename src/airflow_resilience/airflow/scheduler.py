@@ -75,14 +75,28 @@ def applies(cfg: Any, dag_id: str, session: Any) -> bool:
     return applies_to(cfg, dag_tags(dag_id, session) if cfg.selective_enable else ())
 
 
-def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any) -> Evidence:
-    """What the scheduler can tell about a task instance it is failing itself."""
+def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any, pod: dict | None = None) -> Evidence:
+    """What the scheduler can tell about a task instance it is failing itself.
+
+    ``pod``: what the try's Kubernetes pod said (:mod:`airflow_resilience.airflow.kubernetes`), if it ran in one.
+    """
     import signal
 
     from airflow.utils.net import get_hostname
 
     if found.get("try_number") == try_number and found.get("worker_lost"):
         return Evidence(worker_lost=True, notes=(("scheduler", str(found.get("note", ""))),))
+    if attempt.get("try_number") == try_number and attempt.get("k8s_pod") is not None:
+        from airflow_resilience.signals import merge
+        from airflow_resilience.signals.kubernetes import facts_evidence
+
+        if pod and pod.get("try_number") == try_number and facts_evidence(pod):
+            summary = ", ".join(f"{k}={v}" for k, v in pod.items() if k not in ("try_number", "uid"))
+            return merge(facts_evidence(pod), {"notes": (("kubernetes", summary[:300]),)})
+        if "state attribute is" in str(error or ""):
+            # The executor reported the pod failed and the pod said nothing we can use: no evidence.
+            return Evidence(notes=(("kubernetes", f"pod {attempt.get('k8s_pod')} failed without a disruption, deletion or OOM kill on record"),))
+        return Evidence(heartbeat_timeout=True, notes=(("scheduler", str(error or "")[:300]),))
     if attempt.get("try_number") == try_number and attempt.get("host") in {get_hostname(), _fqdn(), _short_host()}:
         started = attempt.get("started_at")
         supervisor_alive = pid_alive(attempt.get("supervisor_pid"), started)
@@ -186,7 +200,16 @@ def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg
             # No record of this try by our runner (the package is off or absent on its worker, or the try
             # never reached its start): nothing is known, Airflow's own verdict stands.
             return
-        cause = classify(_evidence_for(try_number, attempt, found, error))
+        pod = None
+        if attempt.get("k8s_pod") is not None:
+            from airflow_resilience.airflow.kubernetes import K8S_KEY, live_pod_facts
+
+            pod = _get(backend, scope, K8S_KEY, session)
+            if not (isinstance(pod, dict) and pod.get("try_number") == try_number):
+                pod = live_pod_facts(ti)  # the executor's report came before the pod watch saw the pod
+                if pod:
+                    _set(backend, scope, K8S_KEY, pod, session)  # kept with the verdict: the pod may go
+        cause = classify(_evidence_for(try_number, attempt, found, error, pod))
 
     class _Store:  # attempt_had_checkpoint reads through a get(key)
         @staticmethod
@@ -385,24 +408,39 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys_exit())
     cfg = settings()
     heartbeat_timeout = conf.getfloat("scheduler", "task_instance_heartbeat_timeout", fallback=300)
-    detector: Any
-    from airflow_resilience.airflow.celery_watch import CeleryWorkerWatch, executor_is_celery
-
-    if executor_is_celery():
-        # Workers are other machines: their PIDs mean nothing here; ask them through the broker.
-        if cfg.celery_worker_lost_after <= 0:
-            return 0
-        detector = CeleryWorkerWatch(cfg.celery_worker_lost_after, heartbeat_timeout, interval=cfg.lost_worker_check_interval)
-        log.info("airflow-resilience: watching celery workers through the broker (lost after %ss)", cfg.celery_worker_lost_after)
-    else:
-        detector = LostWorkerDetector(cfg.lost_worker_check_interval, heartbeat_timeout)
+    detectors = detectors_for(cfg, heartbeat_timeout)
+    if not detectors:
+        return 0
     while os.getppid() == args.parent:
-        try:
-            detector.check()
-        except Exception:
-            log.exception("airflow-resilience: lost-worker check failed")
-        time.sleep(detector.interval)
+        for detector in detectors:
+            try:
+                detector.check()
+            except Exception:
+                log.exception("airflow-resilience: %s check failed", type(detector).__name__)
+        time.sleep(cfg.lost_worker_check_interval)
     return 0
+
+
+def detectors_for(cfg: Any, heartbeat_timeout: float) -> list:
+    """One detector per executor the scheduler runs (``[core] executor`` may name several)."""
+    from airflow.configuration import conf
+
+    from airflow_resilience.airflow.celery_watch import CeleryWorkerWatch
+    from airflow_resilience.airflow.kubernetes import KubernetesPodWatch
+
+    names = [n.strip().rsplit(".", 1)[-1].split(":")[-1] for n in (conf.get("core", "executor", fallback="") or "").split(",") if n.strip()]
+    detectors: list = []
+    if not names or any(n not in ("CeleryExecutor", "KubernetesExecutor") for n in names):
+        # Executors whose supervisors run on the scheduler's host (LocalExecutor); elsewhere it finds none.
+        detectors.append(LostWorkerDetector(cfg.lost_worker_check_interval, heartbeat_timeout))
+    if "CeleryExecutor" in names and cfg.celery_worker_lost_after > 0:
+        # Workers are other machines: their PIDs mean nothing here; ask them through the broker.
+        detectors.append(CeleryWorkerWatch(cfg.celery_worker_lost_after, heartbeat_timeout, interval=cfg.lost_worker_check_interval))
+        log.info("airflow-resilience: watching celery workers through the broker (lost after %ss)", cfg.celery_worker_lost_after)
+    if any(n in ("KubernetesExecutor", "LocalKubernetesExecutor") for n in names):
+        detectors.append(KubernetesPodWatch(cfg.kubernetes_node_lost_after, heartbeat_timeout, interval=cfg.lost_worker_check_interval))
+        log.info("airflow-resilience: watching the executor's pods (node lost after %ss)", cfg.kubernetes_node_lost_after)
+    return detectors
 
 
 def sys_exit() -> None:

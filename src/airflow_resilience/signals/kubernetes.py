@@ -16,10 +16,13 @@ From the ``Pod`` it reads:
   (https://kubernetes.io/docs/concepts/workloads/pods/disruptions/#pod-disruption-conditions):
   ``EvictionByEvictionAPI``, ``PreemptionByScheduler``, ``DeletionByTaintManager``, ``DeletionByPodGC``,
   ``TerminationByKubelet`` -> ``{"k8s_disruption": reason}``;
-* ``metadata.deletionTimestamp`` set -> ``{"k8s_deleting": True}``.
+* ``metadata.deletionTimestamp`` set -> ``{"k8s_deleting": True}``;
+* with a disruption, the pod's node (``GET /api/v1/nodes/{spec.nodeName}``): ``spec.unschedulable`` ->
+  ``{"k8s_node_cordoned": True}`` (``kubectl drain`` cordons the node before it evicts).
 
 The service account needs ``get`` on ``pods`` in its namespace (RBAC); without it the API answers 403 and
-the reader returns ``{}``.
+the reader returns ``{}``. ``get`` on ``nodes`` (a ClusterRole) tells a drain from a lone eviction; without
+it the node is not read and a drain reads as ``k8s.eviction``.
 """
 
 from __future__ import annotations
@@ -136,7 +139,22 @@ def read_pod_disruption(
             verify=_verify(base, ca_path),
             source="kubernetes",
         )
-        return pod_evidence(ok_json(response, source="kubernetes"))
+        pod = ok_json(response, source="kubernetes")
+        found = pod_evidence(pod)
+        node_name = ((pod or {}).get("spec") or {}).get("nodeName") if isinstance(pod, Mapping) else None
+        if found.get("k8s_disruption") and isinstance(node_name, str) and node_name:
+            # A drain cordons the node before it evicts: read the node (needs ``get`` on nodes; 403 -> skipped).
+            node = ok_json(
+                request(
+                    "GET", f"{base.rstrip('/')}/api/v1/nodes/{quote(node_name, safe='')}",
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                    timeout=timeout, verify=_verify(base, ca_path), source="kubernetes",
+                ),
+                source="kubernetes",
+            )
+            if pod_facts(pod, node).get("node_cordoned"):
+                found["k8s_node_cordoned"] = True
+        return found
     except Exception as exc:  # noqa: BLE001 - a reader never raises
         log.debug("kubernetes: unexpected error: %s: %s", type(exc).__name__, exc)
         return {}

@@ -132,6 +132,9 @@ class AirflowEnvironment:
     #: Per component: the ``airflow`` executable to start it with (version skew: a virtualenv without the
     #: package). LocalExecutor workers are forked by the scheduler and share its.
     component_bin: dict[str, str] = field(default_factory=dict)
+    #: KubernetesExecutor: the cluster (a :class:`~airflow_resilience.testing.kube.KubeCluster`).
+    kube: Any = None
+    _owned_kube: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -150,6 +153,8 @@ class AirflowEnvironment:
         visibility_timeout: int = 21600,
         component_env: Mapping[str, Mapping[str, str]] | None = None,
         component_bin: Mapping[str, str] | None = None,
+        kube: Any = None,
+        nodes: int = 2,
     ) -> AirflowEnvironment:
         """Prepare a home, a database and the configuration, deploy ``dags`` and (by default) start.
 
@@ -164,9 +169,16 @@ class AirflowEnvironment:
             for it alone, e.g. ``{"scheduler": {"AIRFLOW__RESILIENCE__ENABLED": "False"}}``.
         :param component_bin: per component name, the ``airflow`` executable to run it with (another
             virtualenv, e.g. one without this package).
+        :param kube: ``executor="kubernetes"``: a running :class:`~airflow_resilience.testing.kube.KubeCluster`
+            to use (shared by several environments); without it one with ``nodes`` node agents is started and
+            stopped with the environment. Task pods carry this environment's configuration in their pod template.
         """
-        if executor not in ("local", "celery"):
-            raise ValueError(f"executor must be 'local' or 'celery', got {executor!r}")
+        if executor not in ("local", "celery", "kubernetes"):
+            raise ValueError(f"executor must be 'local', 'celery' or 'kubernetes', got {executor!r}")
+        if executor == "kubernetes":
+            if database == "sqlite" or not postgres_reachable():
+                raise EnvironmentUnavailable("KubernetesExecutor needs PostgreSQL on %s:%d (not SQLite)" % postgres_address())
+            database = "postgres"
         if executor == "celery":
             if database == "sqlite" or not postgres_reachable():
                 raise EnvironmentUnavailable("CeleryExecutor needs PostgreSQL on %s:%d (not SQLite)" % postgres_address())
@@ -246,7 +258,29 @@ class AirflowEnvironment:
                     "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
                 }
             )
+        owned_kube = None
+        if executor == "kubernetes":
+            if kube is None:
+                from airflow_resilience.testing.kube import KubeCluster
+
+                kube = owned_kube = KubeCluster.start(nodes=nodes)
+            env.update(
+                {
+                    "AIRFLOW__CORE__EXECUTOR": "KubernetesExecutor",
+                    "AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE": kube_namespace(),
+                    "AIRFLOW__KUBERNETES_EXECUTOR__IN_CLUSTER": "False",
+                    "AIRFLOW__KUBERNETES_EXECUTOR__CONFIG_FILE": str(kube.kubeconfig),
+                    "AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE": str(home / "pod_template.json"),
+                    "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY": "airflow-resilience/node-agent-local",
+                    "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_TAG": "none",
+                    "AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS": "True",
+                    "AIRFLOW__KUBERNETES_EXECUTOR__DELETE_WORKER_PODS_ON_FAILURE": "False",
+                    "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_PODS_CREATION_BATCH_SIZE": "4",
+                }
+            )
         env.update(config or {})
+        if executor == "kubernetes":
+            write_pod_template(home / "pod_template.json", env)
         self = cls(
             home=home,
             database_url=url,
@@ -261,6 +295,8 @@ class AirflowEnvironment:
             worker_concurrency=worker_concurrency,
             component_env={k: dict(v) for k, v in (component_env or {}).items()},
             component_bin=dict(component_bin or {}),
+            kube=kube,
+            _owned_kube=owned_kube,
         )
         for path in dags:
             self.deploy(path, wait=False)
@@ -411,8 +447,45 @@ class AirflowEnvironment:
             except Exception:
                 log.exception("could not drop database %s", self._postgres_db)
             self._postgres_db = None
+        if self.kube is not None:
+            self._delete_task_pods()
+        if self._owned_kube is not None:
+            self._owned_kube.stop()
+            self._owned_kube = None
         if self._owned_home and os.environ.get("AIRFLOW_RESILIENCE_KEEP_HOME") != "1":
             shutil.rmtree(self.home, ignore_errors=True)
+
+    def _delete_task_pods(self) -> None:
+        """Pods of this environment's tasks left in a shared cluster (grace 0)."""
+        try:
+            for pod in self.kube.pods(selector="kubernetes_executor=True"):
+                if (pod["metadata"].get("annotations") or {}).get("airflow-resilience/home") == str(self.home):
+                    self.kube.delete_pod(pod["metadata"]["name"], grace=0)
+        except Exception:
+            log.exception("could not delete the task pods")
+
+    # ------------------------------------------------------------------ Kubernetes
+    def task_pods(self, dag_id: str | None = None, run_id: str | None = None, task_id: str | None = None) -> list[dict]:
+        """This environment's task pods (any phase), oldest first; filtered by annotations."""
+        out = []
+        for pod in self.kube.pods(selector="kubernetes_executor=True"):
+            ann = pod["metadata"].get("annotations") or {}
+            if ann.get("airflow-resilience/home") != str(self.home):
+                continue
+            if (dag_id and ann.get("dag_id") != dag_id) or (run_id and ann.get("run_id") != run_id) or (task_id and ann.get("task_id") != task_id):
+                continue
+            out.append(pod)
+        return sorted(out, key=lambda p: p["metadata"]["creationTimestamp"])
+
+    def wait_for_pod(self, dag_id: str, run_id: str, task_id: str, try_number: int, *, phase: str = "Running", timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pod in self.task_pods(dag_id, run_id, task_id):
+                ann = pod["metadata"].get("annotations") or {}
+                if ann.get("try_number") == str(try_number) and (pod.get("status") or {}).get("phase") == phase:
+                    return pod
+            time.sleep(0.25)
+        raise TimeoutError(f"no {phase} pod for {dag_id}.{task_id} try {try_number} in {timeout}s:\n{self.component_log('scheduler')}")
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -735,6 +808,32 @@ def _row(r: tuple) -> TaskInstanceRow:
         retry_reason=r[12],
         external_executor_id=r[13] if len(r) > 13 else None,
     )
+
+
+def kube_namespace() -> str:
+    from airflow_resilience.testing.kube import NAMESPACE
+
+    return NAMESPACE
+
+
+def write_pod_template(path: Path, env: Mapping[str, str]) -> None:
+    """The worker pod template: the ``base`` container carries this environment's configuration (as a
+    pod template's ``env`` does in a real deployment); the node agent runs its ``args``."""
+    keep = {k: v for k, v in env.items() if k.startswith(("AIRFLOW", "PYTHON", "PATH", "VIRTUAL_ENV", "HOME", "LANG", "LC_"))}
+    keep["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', os.defpath)}"
+    keep["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"  # as in the provider's example template: a worker runs no executor
+    template = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "placeholder-name", "annotations": {"airflow-resilience/home": env["AIRFLOW_HOME"]}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{"name": "base", "image": "airflow-resilience/node-agent-local:none",
+                            "env": [{"name": k, "value": v} for k, v in sorted(keep.items())]}],
+        },
+    }
+    path.write_text(json.dumps(template, indent=1))
 
 
 def _airflow_bin() -> str:

@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -202,7 +203,7 @@ class KubeCluster:
         if self._client is None:
             import httpx
 
-            self._client = httpx.Client(base_url=self.server, headers={"Authorization": f"Bearer {self.token}"}, verify=str(self.ca), timeout=15)
+            self._client = httpx.Client(base_url=self.server, headers={"Authorization": f"Bearer {self.token}"}, verify=ssl.create_default_context(cafile=str(self.ca)), timeout=15)
         return self._client
 
     def get(self, path: str, **params: Any) -> Any:

@@ -36,6 +36,7 @@ import logging
 import os
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -75,7 +76,7 @@ class Api:
     def __init__(self, server: str, token: str, ca: str) -> None:
         import httpx
 
-        self.client = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=10)
+        self.client = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {token}"}, verify=ssl.create_default_context(cafile=ca), timeout=10)
 
     def call(self, method: str, path: str, body: Any = None, *, ok=(200, 201), patch: str | None = None, **params: Any) -> Any:
         headers = {"Content-Type": patch} if patch else {}
@@ -420,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"[%(asctime)s] {args.name} %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     agent = NodeAgent(args.name, args.server, Path(args.token_file).read_text().strip(), args.ca, Path(args.workdir), dict(os.environ))
 
     def stop(*_: object) -> None:
