@@ -22,7 +22,13 @@ AIRFLOW_TESTS = Path(__file__).parent / "airflow"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"airflow-resilience services: {c.line()}" for c in services.session_plan()]
+    from airflow_resilience.testing.kube.build import cached, version
+
+    built = cached()
+    kube = (f"Kubernetes {version()}: a control plane from the cached build in {built} (started by the suite)"
+            if built else f"Kubernetes {version()}: no cached build (make k8s); the KubernetesExecutor tests "
+            + ("fail" if services.in_ci() else "build it or skip"))
+    return [*(f"airflow-resilience services: {c.line()}" for c in services.session_plan()), f"airflow-resilience services: {kube}"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -89,7 +89,7 @@ def assert_infra_granted(af, dag, run_id, reason_prefixes) -> dict:
 
 def test_eviction_drains_and_next_pod_resumes(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.5})
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
     pod = pod_of_try(af, run_id, 1)
     marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 20)
     evicted_at = time.time()
@@ -105,7 +105,7 @@ def test_eviction_drains_and_next_pod_resumes(cluster, marks):
 
 def test_kubectl_drain_is_node_drain(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.5})
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
     pod = pod_of_try(af, run_id, 1)
     node = pod["spec"]["nodeName"]
     marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 10)
@@ -121,7 +121,7 @@ def test_kubectl_drain_is_node_drain(cluster, marks):
 
 def test_node_lost_is_noticed_and_resumed_elsewhere(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.5})
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
     pod = pod_of_try(af, run_id, 1)
     node = pod["spec"]["nodeName"]
     marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 10)
@@ -151,7 +151,7 @@ def test_oom_killed_container_is_granted(cluster, marks):
 
 def test_user_deleting_the_pod_is_manual_no_grant(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.5})
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
     pod = pod_of_try(af, run_id, 1)
     marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 5)
     kube.delete_pod(pod["metadata"]["name"], grace=30)

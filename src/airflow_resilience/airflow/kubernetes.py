@@ -229,22 +229,27 @@ def avoid_lost_node(pod: Any) -> None:
         node = found.get("node")
         if not (found.get("worker_lost") and node and found.get("try_number") == try_number - 1):
             return
-        from kubernetes.client import models as k8s
-
-        term = k8s.V1NodeSelectorTerm(match_expressions=[
-            k8s.V1NodeSelectorRequirement(key="kubernetes.io/hostname", operator="NotIn", values=[node])])
-        spec = pod.spec
-        affinity = spec.affinity or k8s.V1Affinity()
-        node_affinity = affinity.node_affinity or k8s.V1NodeAffinity()
-        required = node_affinity.required_during_scheduling_ignored_during_execution
-        if required is None:
-            required = k8s.V1NodeSelector(node_selector_terms=[term])
-        else:  # terms are ORed: add the requirement to each
-            for t in required.node_selector_terms or []:
-                t.match_expressions = [*(t.match_expressions or []), *term.match_expressions]
-        node_affinity.required_during_scheduling_ignored_during_execution = required
-        affinity.node_affinity = node_affinity
-        spec.affinity = affinity
+        keep_off(pod, node)
         log.info("airflow-resilience: try %s of %s.%s avoids node %s (lost on the previous try)", try_number, ann.get("dag_id"), ann.get("task_id"), node)
     except Exception as exc:  # noqa: BLE001 - never break pod creation
         log.warning("airflow-resilience: pod_mutation_hook left the pod unchanged: %s", exc)
+
+
+def keep_off(pod: Any, node: str) -> None:
+    """Add a required node anti-affinity ``kubernetes.io/hostname NotIn [node]`` to ``pod`` (a ``V1Pod``),
+    keeping the pod's own node affinity (its terms are ORed: the requirement goes into each)."""
+    from kubernetes.client import models as k8s
+
+    requirement = k8s.V1NodeSelectorRequirement(key="kubernetes.io/hostname", operator="NotIn", values=[node])
+    spec = pod.spec
+    affinity = spec.affinity or k8s.V1Affinity()
+    node_affinity = affinity.node_affinity or k8s.V1NodeAffinity()
+    required = node_affinity.required_during_scheduling_ignored_during_execution
+    if required is None or not required.node_selector_terms:
+        required = k8s.V1NodeSelector(node_selector_terms=[k8s.V1NodeSelectorTerm(match_expressions=[requirement])])
+    else:
+        for term in required.node_selector_terms:
+            term.match_expressions = [*(term.match_expressions or []), requirement]
+    node_affinity.required_during_scheduling_ignored_during_execution = required
+    affinity.node_affinity = node_affinity
+    spec.affinity = affinity
