@@ -175,3 +175,43 @@ def test_application_error_spends_user_retries_as_stock(cluster, marks):
     assert all(t.max_tries == 1 for t in tries)  # retries=1 as written; nothing granted
     causes = [a["cause"]["kind"] for a in ledger(af, "kube_app_error", run_id)]
     assert set(causes) == {"application"}, causes
+
+
+WORKLOAD = "kube_workload"
+
+
+def workload_pods(kube) -> list[dict]:
+    return kube.pods(selector="airflow-resilience/workload=true")
+
+
+def test_worker_drained_while_workload_runs_reattaches_by_uid(cluster, marks):
+    af, kube = cluster, cluster.kube
+    run_id = af.trigger(WORKLOAD, conf={"marks": str(marks.path), "seconds": 25})
+    started = marks.wait_for(lambda e: e["ev"] == "workload-start", timeout=120)
+    worker = af.wait_for_pod(WORKLOAD, run_id, "job", 1, phase="Running", timeout=30)
+    kube.evict(worker["metadata"]["name"], grace=30)  # the worker pod, not the workload pod
+    assert af.wait_for_run(WORKLOAD, run_id, timeout=240) == "success"
+    tries = af.try_history(WORKLOAD, run_id, "job")
+    assert [t.try_number for t in tries] == [1, 2] and tries[-1].state == "success"
+    assert [e["pod"] for e in marks.of("workload-start")] == [started["pod"]]  # one workload pod in total
+    assert af.xcom(WORKLOAD, run_id, "job") == {"pod": started["pod"], "answer": 42}  # that pod's result
+    first = ledger(af, WORKLOAD, run_id, task="job")[0]
+    assert (first["cause"]["reason"], first["verdict"]) == ("k8s.eviction", "grant"), first
+    assert "resuming at wait_for_job(job_id) saved by try 1" in af.task_log(WORKLOAD, run_id, "job", 2)
+    assert not workload_pods(kube)  # deleted after its result was read
+
+
+def test_workload_pod_evicted_gets_a_fresh_pod(cluster, marks):
+    af, kube = cluster, cluster.kube
+    run_id = af.trigger(WORKLOAD, conf={"marks": str(marks.path), "seconds": 15})
+    first_pod = marks.wait_for(lambda e: e["ev"] == "workload-start", timeout=120)["pod"]
+    kube.evict(first_pod, grace=5)
+    assert af.wait_for_run(WORKLOAD, run_id, timeout=240) == "success"
+    pods = [e["pod"] for e in marks.of("workload-start")]
+    assert len(pods) == 2 and pods[0] == first_pod and pods[1] != first_pod, pods  # never a reattach to the evicted pod
+    assert af.xcom(WORKLOAD, run_id, "job") == {"pod": pods[1], "answer": 42}
+    tries = af.try_history(WORKLOAD, run_id, "job")
+    assert [t.try_number for t in tries] == [1, 2] and tries[-1].max_tries == 1  # retries=0 + one infrastructure grant
+    first = ledger(af, WORKLOAD, run_id, task="job")[0]
+    assert (first["cause"]["kind"], first["cause"]["reason"], first["verdict"]) == ("infrastructure", "k8s.eviction", "grant"), first
+    assert not workload_pods(kube)

@@ -413,6 +413,15 @@ def _drain(task: Any, context: Any) -> Any:
     raise InfrastructureInterruption(cause)
 
 
+def hand_back(context: Any, cause: FailureCause) -> None:
+    """End this try as the infrastructure's doing, as a drain does: ``cause`` is recorded for the failure gate
+    (which grants the next try from the infrastructure budget, or fails the task when it is exhausted) and
+    :class:`InfrastructureInterruption` is raised. For operators that see their own workload disrupted
+    (a workload pod evicted): only with positive evidence."""
+    _record_pending(context["ti"], context, cause)
+    raise InfrastructureInterruption(cause)
+
+
 def _record_pending(ti: Any, context: Any, cause: FailureCause) -> None:
     """The drained try's cause, for the failure gate to judge when the failure is reported."""
     from airflow_resilience.judge import pending

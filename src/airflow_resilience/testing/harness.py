@@ -461,6 +461,11 @@ class AirflowEnvironment:
             for pod in self.kube.pods(selector="kubernetes_executor=True"):
                 if (pod["metadata"].get("annotations") or {}).get("airflow-resilience/home") == str(self.home):
                     self.kube.delete_pod(pod["metadata"]["name"], grace=0)
+            for pod in self.kube.pods(selector="airflow-resilience/workload=true"):  # ResumablePodOperator's
+                name = pod["metadata"]["name"]
+                self.kube.request("PATCH", f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{name}",
+                                  {"metadata": {"finalizers": None}}, content_type="application/merge-patch+json")
+                self.kube.delete_pod(name, pod["metadata"]["namespace"], grace=0)
         except Exception:
             log.exception("could not delete the task pods")
 

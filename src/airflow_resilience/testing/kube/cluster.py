@@ -45,6 +45,12 @@ POD_READER_RBAC = [
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "airflow-resilience-evidence"},
      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "airflow-resilience-evidence"},
      "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": NAMESPACE}]},
+    # What a KubernetesPodOperator-style task needs for its workload pods (ResumablePodOperator).
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "workload-pods", "namespace": NAMESPACE},
+     "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "delete", "patch"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "workload-pods", "namespace": NAMESPACE},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "workload-pods"},
+     "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": NAMESPACE}]},
 ]
 
 
@@ -135,6 +141,13 @@ class KubeCluster:
             self.stop_process(name)
         if self._client is not None:
             self._client.close()
+        created = self.workdir / "created-mountpoints"
+        if created.exists():  # termination-log mountpoints the agents had to create on this machine
+            for line in set(created.read_text().split()):
+                try:
+                    Path(line).unlink()
+                except OSError:
+                    pass
         if self._owned and os.environ.get("AIRFLOW_RESILIENCE_KEEP_HOME") != "1":
             shutil.rmtree(self.workdir, ignore_errors=True)
 

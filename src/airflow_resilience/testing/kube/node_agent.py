@@ -16,7 +16,9 @@ It does what the rest of the control plane needs from a kubelet, and nothing els
   kernel's OOM killer is disabled for the pod's cgroup (``oom_kill_disable``): at the limit its processes
   stop, and the agent kills all of them together (checked every 0.5 s);
 * reports pod status: ``Running`` with a running container status, then ``Succeeded``/``Failed`` with the
-  container's ``terminated`` state (exit code, reason ``Completed``/``Error``/``OOMKilled``);
+  container's ``terminated`` state (exit code, reason ``Completed``/``Error``/``OOMKilled``, and the
+  termination message: what the container wrote to its ``terminationMessagePath``, default
+  ``/dev/termination-log``, a per-pod file bind-mounted there; at most 4096 bytes, as the kubelet reads);
 * honours deletion: a pod with a ``deletionTimestamp`` gets SIGTERM, SIGKILL after
   ``deletionGracePeriodSeconds``, its terminal status, then the final delete (grace 0, UID precondition).
 
@@ -168,6 +170,17 @@ class Cgroup:
                 time.sleep(0.1)
 
 
+def ensure_mountpoint(path: Path, workdir: Path) -> None:
+    """A file to bind the pod's own termination log over (created once on the host when missing, recorded in
+    ``created-mountpoints`` so the cluster removes it at stop)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    with open(workdir.parent.parent / "created-mountpoints", "a") as fh:
+        fh.write(f"{path}\n")
+
+
 class NodeAgent:
     def __init__(self, name: str, server: str, token: str, ca: str, workdir: Path, base_env: dict[str, str]) -> None:
         self.name = name
@@ -178,6 +191,7 @@ class NodeAgent:
         self.base_env = base_env
         self.containers: dict[str, Container] = {}
         self.failed_to_start: set[str] = set()
+        self.finalized: set[str] = set()
         self.cgroups = Cgroup(name)
         self.stopping = threading.Event()
 
@@ -304,7 +318,12 @@ class NodeAgent:
             env.update({"HOSTNAME": name, "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port})
             limit = memory_bytes(((container.get("resources") or {}).get("limits") or {}).get("memory"))
             cgroup = self.cgroups.create(uid, limit) if limit else None
-            inner = f"hostname {shlex.quote(name)} && mount --bind {shlex.quote(str(sa_dir))} {SA_MOUNT} && exec \"$@\""
+            term_path = container.get("terminationMessagePath") or "/dev/termination-log"
+            term_file = poddir / "termination-log"
+            term_file.write_text("")
+            ensure_mountpoint(Path(term_path), self.workdir)
+            inner = (f"hostname {shlex.quote(name)} && mount --bind {shlex.quote(str(sa_dir))} {SA_MOUNT}"
+                     f" && mount --bind {shlex.quote(str(term_file))} {shlex.quote(term_path)} && exec \"$@\"")
             prefix = f"echo $$ > {shlex.quote(str(cgroup / 'cgroup.procs'))} && " if cgroup else ""
             outer = prefix + f"exec unshare --uts --mount sh -c {shlex.quote(inner)} sh \"$@\""
             os.makedirs(SA_MOUNT, exist_ok=True)
@@ -359,7 +378,10 @@ class NodeAgent:
                 pass
             if not c.reported:
                 self.report_exit(pod, c)
-        # the kubelet's final delete: grace 0, only this pod (UID precondition)
+        # the kubelet's final delete: grace 0, only this pod (UID precondition); once (a finalizer may hold it)
+        if meta["uid"] in self.finalized:
+            return
+        self.finalized.add(meta["uid"])
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
         self.api.call("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body, ok=(200, 404, 409))
         if c is not None:
@@ -376,6 +398,12 @@ class NodeAgent:
             exit_code, sig = code, None
         reason = "OOMKilled" if oom and exit_code != 0 else ("Completed" if exit_code == 0 else "Error")
         terminated = {"exitCode": exit_code, "reason": reason, "startedAt": c.started_at, "finishedAt": now_iso(), "containerID": f"local://{c.proc.pid}"}
+        try:  # the kubelet reads at most 4096 bytes of the termination message
+            message = (self.workdir / "pods" / c.uid / "termination-log").read_bytes()[:4096].decode(errors="replace")
+        except OSError:
+            message = ""
+        if message:
+            terminated["message"] = message
         if sig:
             terminated["signal"] = sig
         container = pod["spec"]["containers"][0]
