@@ -167,3 +167,28 @@ def test_keep_off_adds_the_requirement_and_keeps_the_users_affinity() -> None:
     keep_off(users, "node-b")
     terms = users.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
     assert len(terms) == 2 and all([e.key for e in t.match_expressions] == ["zone", "kubernetes.io/hostname"] for t in terms)
+
+
+@pytest.mark.parametrize(
+    ("executor", "expected"),
+    [
+        ("LocalExecutor", ["LostWorkerDetector"]),
+        ("CeleryExecutor", ["CeleryWorkerWatch"]),
+        ("KubernetesExecutor", ["KubernetesPodWatch"]),
+        ("CeleryExecutor,KubernetesExecutor", ["CeleryWorkerWatch", "KubernetesPodWatch"]),
+        ("LocalExecutor,KubernetesExecutor", ["LostWorkerDetector", "KubernetesPodWatch"]),
+        ("airflow.providers.cncf.kubernetes.executors.kubernetes_executor.KubernetesExecutor", ["KubernetesPodWatch"]),
+        ("my_company.executors.EdgeLike", ["LostWorkerDetector"]),
+    ],
+)
+def test_one_detector_per_executor(monkeypatch, executor, expected) -> None:
+    pytest.importorskip("airflow")
+    from airflow.configuration import conf
+
+    from airflow_resilience.airflow import celery_watch
+    from airflow_resilience.airflow.scheduler import detectors_for
+    from airflow_resilience.config import Settings
+
+    monkeypatch.setattr(celery_watch.CeleryWorkerWatch, "__init__", lambda self, *a, **k: None)
+    monkeypatch.setattr(conf, "get", lambda section, key, fallback=None, **kw: executor if (section, key) == ("core", "executor") else fallback)
+    assert [type(d).__name__ for d in detectors_for(Settings(), 300)] == expected
