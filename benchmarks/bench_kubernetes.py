@@ -67,6 +67,9 @@ def scenario(af, kube, side: str, name: str, args) -> dict:
     done2 = [e["i"] for e in events if e["ev"] == "item-end" and e["t"] == 2]
     ti = af.task_instance(DAG, run_id, TASK)
     granted = max(0, int(ti.max_tries) - RETRIES)
+    history = af.try_history(DAG, run_id, TASK)
+    evidence = af.state_store(DAG, run_id, TASK).get("resilience:evidence") or {}
+    noticed = evidence.get("detected_at") if evidence.get("try_number") == 1 else None
     if f"node/{node}" not in kube.procs:
         kube.start_node(node)
     kube.kubectl("uncordon", node, check=False)
@@ -80,7 +83,8 @@ def scenario(af, kube, side: str, name: str, args) -> dict:
         "tries": int(ti.try_number),
         "granted": granted,
         "retries_spent": int(ti.try_number) - 1 - granted,
-        "retry_reason": (ti.retry_reason or "")[:120],
+        "noticed_s": round(noticed - disrupted, 1) if noticed else None,
+        "retry_reason": (history[0].retry_reason or "")[:160] if history else "",
     }
 
 
@@ -89,6 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--delay", type=float, default=1.0)
     parser.add_argument("--scenarios", default="eviction,drain,node lost")
+    parser.add_argument("--sides", default="stock,ours")
     parser.add_argument("--json", type=Path, default=HERE.parent / "reports" / "bench_kubernetes.json")
     args = parser.parse_args()
     from airflow_resilience.testing import AirflowEnvironment
@@ -103,7 +108,7 @@ def main() -> None:
         with KubeCluster.start(nodes=2) as kube:
             boot = time.monotonic() - t0
             print(f"cluster boot: {boot:.1f} s (cold build recorded: {(cache_dir() / 'build-seconds').read_text().strip()} s)", flush=True)
-            for side in ("stock", "ours"):
+            for side in args.sides.split(","):
                 with AirflowEnvironment.create(
                     dags=[HERE / "dags" / "bench_infra_dags.py"], executor="kubernetes", kube=kube,
                     config={"AIRFLOW__RESILIENCE__ENABLED": "False" if side == "stock" else "True"},
