@@ -36,13 +36,14 @@ test-unit: install
 test-airflow: install k8s
 	$(PY) -m pytest tests/airflow -q --durations=15
 
-bench: install
+bench: install k8s
 	$(PY) benchmarks/bench_checkpoint.py
 	$(PY) benchmarks/bench_infra.py
 	$(PY) benchmarks/bench_operators.py
 	$(PY) benchmarks/bench_drill.py
 	$(PY) benchmarks/bench_watermark.py
 	$(PY) benchmarks/bench_celery.py
+	$(PY) benchmarks/bench_kubernetes.py
 	$(PY) benchmarks/bench_overhead.py
 
 clean:
