@@ -89,10 +89,13 @@ def test_disrupted_publish_rereads_old_value_and_next_run_loads_only_new_rows(ai
     assert got["value"] == 20 and got["version"] == 1 and got["holder"] is None
     assert got["committed_by"]["run_id"] == run1 and got["committed_by"]["try_number"] == 2
     actions = [h["action"] for h in got["history"]]
+    assert actions == ["commit", "discarded"], got["history"]  # newest first
+    discarded = got["history"][1]
+    assert discarded["holder"]["try_number"] == 1, discarded
     if disruption == "exception":
-        assert actions == ["commit", "discarded"]  # newest first: try 1 released what it staged
+        assert discarded["detail"] == "released by the holder", discarded  # try 1 released what it staged
     else:
-        assert actions == ["commit", "discarded"]  # try 2 found try 1 dead and dropped its staged value
+        assert discarded["detail"] == "the holder did not succeed", discarded  # try 2 found try 1 dead
 
     source.add(21, 30)
     run2 = af.trigger(DAG, conf=conf(source, marks, name))
