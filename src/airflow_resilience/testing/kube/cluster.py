@@ -141,6 +141,12 @@ class KubeCluster:
             self.stop_process(name)
         if self._client is not None:
             self._client.close()
+        for node in self.nodes:  # the agents' (empty) per-node memory cgroups; a busy one stays
+            for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")):
+                try:
+                    (root / f"airflow-resilience-{node}").rmdir()
+                except OSError:
+                    pass
         created = self.workdir / "created-mountpoints"
         if created.exists():  # termination-log mountpoints the agents had to create on this machine
             for line in set(created.read_text().split()):
