@@ -149,16 +149,19 @@ class KubernetesPodWatch:
         backend = get_state_backend()
         lost = 0
         live = set()
+        keyed = [(key, pod) for pod in pods if (key := pod_key(pod)) is not None]
         with create_session() as session:
-            for pod in pods:
-                key = pod_key(pod)
-                if key is None:
-                    continue
+            # One query per round for the task instances of every pod (running or queued), not one per pod.
+            tis = {
+                (t.dag_id, t.task_id, t.run_id, t.map_index): t
+                for t in session.scalars(select(TaskInstance).where(
+                    TaskInstance.dag_id.in_({k[0] for k, _ in keyed}),
+                    TaskInstance.state.in_((TaskInstanceState.RUNNING, TaskInstanceState.QUEUED))))
+            }
+            for key, pod in keyed:
                 dag_id, task_id, run_id, try_number, map_index = key
-                ti = session.scalar(select(TaskInstance).where(
-                    TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id,
-                    TaskInstance.run_id == run_id, TaskInstance.map_index == map_index))
-                if ti is None or int(ti.try_number) != try_number or ti.state not in (TaskInstanceState.RUNNING, TaskInstanceState.QUEUED):
+                ti = tis.get((dag_id, task_id, run_id, map_index))
+                if ti is None or int(ti.try_number) != try_number:
                     continue
                 if cfg.selective_enable and not applies(cfg, dag_id, session):
                     continue

@@ -90,9 +90,10 @@ def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any, pod: 
         from airflow_resilience.signals import merge
         from airflow_resilience.signals.kubernetes import facts_evidence
 
-        if pod and pod.get("try_number") == try_number and facts_evidence(pod):
+        said = facts_evidence(pod) if pod and pod.get("try_number") == try_number else {}
+        if said:
             summary = ", ".join(f"{k}={v}" for k, v in pod.items() if k not in ("try_number", "uid"))
-            return merge(facts_evidence(pod), {"notes": (("kubernetes", summary[:300]),)})
+            return merge(said, {"notes": (("kubernetes", summary[:300]),)})
         if "state attribute is" in str(error or ""):
             # The executor reported the pod failed and the pod said nothing we can use: no evidence.
             return Evidence(notes=(("kubernetes", f"pod {attempt.get('k8s_pod')} failed without a disruption, deletion or OOM kill on record"),))

@@ -43,6 +43,7 @@ from typing import Any
 
 from airflow_resilience.airflow.operators import ExternalJobOperator
 from airflow_resilience.resumable import JobStatus
+from airflow_resilience.signals.kubernetes import pod_evidence
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ TOKEN_LABEL = "airflow-resilience/token"
 #: Holds the workload pod in the API until the operator has read how it ended (as the Job controller's
 #: ``batch.kubernetes.io/job-tracking`` does): an evicted pod's DisruptionTarget is never missed.
 FINALIZER = "airflow-resilience/result"
-#: Pod conditions of a disruption by the cluster (Kubernetes "Pod disruption conditions").
-DISRUPTED = "DisruptionTarget"
 
 
 def pod_name(prefix: str, token: str) -> str:
@@ -118,8 +117,7 @@ class PodJob:
         if pod["metadata"].get("uid") != job_id.get("uid"):
             return JobStatus("failed", message=f"pod {job_id['name']} now has uid {pod['metadata'].get('uid')}, not {job_id.get('uid')}: not ours")
         status = pod.get("status") or {}
-        disruption = next((c.get("reason") for c in status.get("conditions") or []
-                           if c.get("type") == DISRUPTED and c.get("status") == "True"), None)
+        disruption = pod_evidence(pod).get("k8s_disruption")
         if disruption:
             return JobStatus("failed", message=f"disrupted: DisruptionTarget reason={disruption}", result={"disruption": disruption})
         phase = status.get("phase")

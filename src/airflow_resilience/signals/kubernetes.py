@@ -130,29 +130,23 @@ def read_pod_disruption(
         if not name or not ns or not token:
             log.debug("kubernetes: missing pod name (%r), namespace (%r) or token", name, ns)
             return {}
-        url = f"{base.rstrip('/')}/api/v1/namespaces/{quote(ns, safe='')}/pods/{quote(name, safe='')}"
-        response = request(
-            "GET",
-            url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeout,
-            verify=_verify(base, ca_path),
-            source="kubernetes",
-        )
-        pod = ok_json(response, source="kubernetes")
-        found = pod_evidence(pod)
-        node_name = ((pod or {}).get("spec") or {}).get("nodeName") if isinstance(pod, Mapping) else None
-        if found.get("k8s_disruption") and isinstance(node_name, str) and node_name:
-            # A drain cordons the node before it evicts: read the node (needs ``get`` on nodes; 403 -> skipped).
-            node = ok_json(
-                request(
-                    "GET", f"{base.rstrip('/')}/api/v1/nodes/{quote(node_name, safe='')}",
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                    timeout=timeout, verify=_verify(base, ca_path), source="kubernetes",
-                ),
+        def get(path: str) -> Any:
+            response = request(
+                "GET",
+                f"{base.rstrip('/')}{path}",
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                timeout=timeout,
+                verify=_verify(base, ca_path),
                 source="kubernetes",
             )
-            if pod_facts(pod, node).get("node_cordoned"):
+            return ok_json(response, source="kubernetes")
+
+        pod = get(f"/api/v1/namespaces/{quote(ns, safe='')}/pods/{quote(name, safe='')}")
+        found = pod_evidence(pod)
+        node_name = (pod.get("spec") or {}).get("nodeName") if isinstance(pod, Mapping) else None
+        if found.get("k8s_disruption") and isinstance(node_name, str) and node_name:
+            # A drain cordons the node before it evicts: read the node (needs ``get`` on nodes; 403 -> skipped).
+            if node_cordoned(get(f"/api/v1/nodes/{quote(node_name, safe='')}")):
                 found["k8s_node_cordoned"] = True
         return found
     except Exception as exc:  # noqa: BLE001 - a reader never raises
@@ -188,9 +182,14 @@ def pod_facts(pod: Any, node: Any = None) -> dict[str, Any]:
         if isinstance(terminated, Mapping):
             facts["terminated"] = {"reason": terminated.get("reason"), "exit_code": terminated.get("exitCode")}
         break
-    if isinstance(node, Mapping) and isinstance(node.get("spec"), Mapping) and node["spec"].get("unschedulable"):
+    if node_cordoned(node):
         facts["node_cordoned"] = True
     return facts
+
+
+def node_cordoned(node: Any) -> bool:
+    """A ``Node`` with ``spec.unschedulable`` (cordoned, as ``kubectl drain`` does first)."""
+    return isinstance(node, Mapping) and isinstance(node.get("spec"), Mapping) and bool(node["spec"].get("unschedulable"))
 
 
 def notable(facts: Mapping[str, Any]) -> bool:

@@ -458,9 +458,8 @@ class AirflowEnvironment:
     def _delete_task_pods(self) -> None:
         """Pods of this environment's tasks left in a shared cluster (grace 0)."""
         try:
-            for pod in self.kube.pods(selector="kubernetes_executor=True"):
-                if (pod["metadata"].get("annotations") or {}).get("airflow-resilience/home") == str(self.home):
-                    self.kube.delete_pod(pod["metadata"]["name"], grace=0)
+            for pod in self.task_pods():
+                self.kube.delete_pod(pod["metadata"]["name"], grace=0)
             for pod in self.kube.pods(selector="airflow-resilience/workload=true"):  # ResumablePodOperator's
                 name = pod["metadata"]["name"]
                 self.kube.request("PATCH", f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{name}",

@@ -207,11 +207,13 @@ class KubeCluster:
 
     def wait_nodes_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
+        def usable(node: dict) -> bool:  # Ready, and the node lifecycle controller's not-ready taint is gone
+            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+            return ready and not any(t.get("key") == "node.kubernetes.io/not-ready" for t in node.get("spec", {}).get("taints", []))
+
         while time.monotonic() < deadline:
-            items = self.get("/api/v1/nodes").get("items", [])
-            ready = {n["metadata"]["name"] for n in items if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
-            if set(self.nodes) <= ready and not any(n.get("spec", {}).get("taints") for n in items if n["metadata"]["name"] in self.nodes
-                                                    and any(t.get("key") == "node.kubernetes.io/not-ready" for t in n["spec"].get("taints", []))):
+            usable_nodes = {n["metadata"]["name"] for n in self.get("/api/v1/nodes").get("items", []) if usable(n)}
+            if set(self.nodes) <= usable_nodes:
                 return
             time.sleep(0.5)
         raise TimeoutError(f"nodes {self.nodes} not ready in {timeout}s:\n{self.log('node-' + self.nodes[-1])}")

@@ -151,15 +151,13 @@ class Cgroup:
                 pass
 
     def oom_kills(self, path: Path) -> int:
-        name = "memory.events" if self.v2 else "memory.oom_control"
+        from airflow_resilience.signals.cgroup import _counter  # the same counter the in-task reader reads
+
         try:
-            for line in (path / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
+            text = (path / ("memory.events" if self.v2 else "memory.oom_control")).read_text()
         except OSError:
-            pass
-        return 0
+            return 0
+        return _counter(text, "oom_kill") or 0
 
     def remove(self, path: Path) -> None:
         for _ in range(20):
