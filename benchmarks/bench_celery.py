@@ -28,20 +28,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 DAG, TASK = "bench_load", "load"
 sys.path.insert(0, str(HERE.parent / "src"))
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_mark(path: Path, pred, timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for e in read(path):
-            if pred(e):
-                return e
-        time.sleep(0.05)
-    raise TimeoutError(f"no mark in {timeout}s: {read(path)[-3:]}")
+from marks import read, wait_mark  # noqa: E402
 
 
 def scenario(af, side: str, name: str, args) -> dict:

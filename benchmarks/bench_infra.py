@@ -25,10 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+from marks import read  # noqa: E402
 
 
 def scenario(af, name: str, checkpoint: bool, args, out: dict) -> None:

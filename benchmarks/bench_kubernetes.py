@@ -29,20 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DAG, TASK, RETRIES = "bench_load", "load", 1
 sys.path.insert(0, str(HERE.parent / "src"))
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_mark(path: Path, pred, timeout: float = 900) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for e in read(path):
-            if pred(e):
-                return e
-        time.sleep(0.05)
-    raise TimeoutError(f"no mark in {timeout}s: {read(path)[-3:]}")
+from marks import read, wait_mark  # noqa: E402
 
 
 def scenario(af, kube, side: str, name: str, args) -> dict:
@@ -52,7 +39,7 @@ def scenario(af, kube, side: str, name: str, args) -> dict:
     pod = af.wait_for_pod(DAG, run_id, TASK, 1, phase="Running", timeout=300)
     node = pod["spec"]["nodeName"]
     at = args.steps // 3
-    wait_mark(marks, lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= at - 1)
+    wait_mark(marks, lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= at - 1, timeout=900)
     disrupted = time.time()
     if name == "eviction":
         kube.evict(pod["metadata"]["name"], grace=30)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+from marks import read  # noqa: E402
 
 SCENARIOS = {
     "worker crash, mid-job": ("", "half", "supervisor", signal.SIGKILL),
@@ -38,10 +39,6 @@ SCENARIOS = {
     "worker crash, submit window": ("", "after_submit", "supervisor", signal.SIGKILL),
     "worker crash, before defer": ("_deferrable", "before_defer", "runner", signal.SIGKILL),
 }
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 def scenario(af, server, side: str, name: str, args, out: dict) -> None:
