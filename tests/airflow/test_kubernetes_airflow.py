@@ -68,6 +68,18 @@ def pod_of_try(af, run_id, t, dag=STEPS):
     return af.wait_for_pod(dag, run_id, "work", t, phase="Running", timeout=120)
 
 
+def steps_running(af, marks, *, done: int, steps: int = 60) -> tuple[str, dict]:
+    """Trigger the steps DAG; return its run id and try 1's pod once ``done`` steps have finished."""
+    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": steps, "delay": 0.3})
+    pod = pod_of_try(af, run_id, 1)
+    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= done)
+    return run_id, pod
+
+
+def nodes_of_try(af, run_id, t) -> list[str]:
+    return [p["spec"].get("nodeName") for p in af.task_pods(STEPS, run_id, "work") if p["metadata"]["annotations"].get("try_number") == str(t)]
+
+
 def assert_resumed(marks) -> None:
     finished = {e["i"] for e in marks.of("item-end", 1)}
     started2 = [e["i"] for e in marks.of("item-start", 2)]
@@ -89,9 +101,7 @@ def assert_infra_granted(af, dag, run_id, reason_prefixes) -> dict:
 
 def test_eviction_drains_and_next_pod_resumes(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
-    pod = pod_of_try(af, run_id, 1)
-    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 20)
+    run_id, pod = steps_running(af, marks, done=20)
     evicted_at = time.time()
     kube.evict(pod["metadata"]["name"], grace=30)
     start2 = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 2, timeout=90)
@@ -105,26 +115,21 @@ def test_eviction_drains_and_next_pod_resumes(cluster, marks):
 
 def test_kubectl_drain_is_node_drain(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
-    pod = pod_of_try(af, run_id, 1)
+    run_id, pod = steps_running(af, marks, done=10)
     node = pod["spec"]["nodeName"]
-    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 10)
     drained = kube.kubectl("drain", node, "--force", "--ignore-daemonsets", "--grace-period=30", "--timeout=90s")
     assert "evicting pod" in drained.stdout + drained.stderr, drained
     assert af.wait_for_run(STEPS, run_id, timeout=180) == "success"
     first = assert_infra_granted(af, STEPS, run_id, ["node.drain"])
     assert "cordoned" in first["cause"]["summary"]
     assert_resumed(marks)
-    pods2 = [p for p in af.task_pods(STEPS, run_id, "work") if p["metadata"]["annotations"].get("try_number") == "2"]
-    assert all(p["spec"]["nodeName"] != node for p in pods2)  # cordoned: the next pod runs elsewhere
+    assert all(n != node for n in nodes_of_try(af, run_id, 2))  # cordoned: the next pod runs elsewhere
 
 
 def test_node_lost_is_noticed_and_resumed_elsewhere(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
-    pod = pod_of_try(af, run_id, 1)
+    run_id, pod = steps_running(af, marks, done=10)
     node = pod["spec"]["nodeName"]
-    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 10)
     killed_at = time.time()
     kube.kill_node(node)
     start2 = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 2, timeout=120)
@@ -132,8 +137,8 @@ def test_node_lost_is_noticed_and_resumed_elsewhere(cluster, marks):
     first = assert_infra_granted(af, STEPS, run_id, ["worker.lost"])
     assert f"node {node} stopped renewing its Lease" in first["cause"]["summary"], first
     assert_resumed(marks)
-    pods2 = [p for p in af.task_pods(STEPS, run_id, "work") if p["metadata"]["annotations"].get("try_number") == "2"]
-    assert pods2 and all(p["spec"]["nodeName"] != node for p in pods2)  # the lost node is avoided
+    pods2 = nodes_of_try(af, run_id, 2)
+    assert pods2 and all(n != node for n in pods2)  # the lost node is avoided
     print(f"node lost -> next try's start: {start2['at'] - killed_at:.1f} s")
 
 
@@ -151,9 +156,7 @@ def test_oom_killed_container_is_granted(cluster, marks):
 
 def test_user_deleting_the_pod_is_manual_no_grant(cluster, marks):
     af, kube = cluster, cluster.kube
-    run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 0.3})
-    pod = pod_of_try(af, run_id, 1)
-    marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == 1 and e["i"] >= 5)
+    run_id, pod = steps_running(af, marks, done=5)
     kube.delete_pod(pod["metadata"]["name"], grace=30)
     assert af.wait_for_run(STEPS, run_id, timeout=120) == "failed"
     tries = af.try_history(STEPS, run_id, "work")
