@@ -57,6 +57,8 @@ class Decision:
     infra_left: int
     #: One line for logs and ``retry_reason``.
     message: str
+    #: The circuit breaker said no (the same infrastructure reason ``breaker_threshold`` times in a row).
+    breaker: bool = False
 
 
 def decide(ledger: Ledger, cause: FailureCause, policy: BudgetPolicy) -> Decision:
@@ -78,6 +80,7 @@ def decide(ledger: Ledger, cause: FailureCause, policy: BudgetPolicy) -> Decisio
             left,
             f"{label}: {cause.summary}; circuit breaker open: {cause.reason.value} {in_a_row} times in a row "
             f"(breaker_threshold={policy.breaker_threshold}), no infrastructure retry granted",
+            breaker=True,
         )
     if left <= 0:
         return Decision(

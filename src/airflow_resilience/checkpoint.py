@@ -373,6 +373,8 @@ class Checkpoint:
                 raise StaleAttemptError(str(self._fenced))
             if not self._dirty and self._head_written:
                 return
+            # When this attempt's progress was last saved: the fleet report's "compute saved" ends there.
+            self._attempts[-1]["written_at"] = round(time.time(), 3)
             document = self._document()
             key = doc_key(self._attempt.try_number)
             try:

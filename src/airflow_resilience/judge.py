@@ -80,7 +80,7 @@ def judge(
             ledger, new=False,
         )
     if cause.kind is FailureKind.MANUAL:
-        verdict, outcome, after, left = "manual", Outcome.STOCK, max_tries, None
+        verdict, outcome, after, left, breaker = "manual", Outcome.STOCK, max_tries, None, False
         message = f"{cause.kind.value}/{cause.reason.value}: {cause.summary}; not retried by airflow-resilience"
     else:
         # This try's own pending record (the runner's word) is what is being judged, not history.
@@ -88,6 +88,7 @@ def judge(
         decision = decide(history.since_clear(max_tries, clear_number), cause, budget)
         verdict = decision.verdict.value
         left = decision.infra_left
+        breaker = decision.breaker
         message = decision.message
         if decision.verdict is Verdict.GRANT:
             outcome, after = Outcome.RETRY, max_tries + 1
@@ -97,7 +98,7 @@ def judge(
             outcome, after = Outcome.STOCK, max_tries
     record = AttemptRecord(
         try_number, cause, verdict, at=at, checkpoint=checkpoint,
-        max_tries=max_tries, max_tries_after=after, clear_number=clear_number,
+        max_tries=max_tries, max_tries_after=after, clear_number=clear_number, breaker=breaker,
     )
     return Judgement(
         try_number, cause, verdict, outcome, message, max_tries, after,

@@ -42,9 +42,11 @@ class AttemptRecord:
     #: The dag run's ``clear_number`` when recorded. With ``max_tries`` it tells the generation: a clear moves
     #: both (budgets start over after a clear, as application retries do in stock Airflow).
     clear_number: int | None = None
+    #: The circuit breaker refused the grant (written only when true).
+    breaker: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "try_number": self.try_number,
             "cause": self.cause.to_json(),
             "verdict": self.verdict,
@@ -54,6 +56,9 @@ class AttemptRecord:
             "max_tries_after": self.max_tries_after,
             "clear_number": self.clear_number,
         }
+        if self.breaker:
+            out["breaker"] = True
+        return out
 
     @property
     def after(self) -> int | None:
@@ -70,6 +75,7 @@ class AttemptRecord:
             max_tries=_opt_int(raw.get("max_tries")),
             max_tries_after=_opt_int(raw.get("max_tries_after")),
             clear_number=_opt_int(raw.get("clear_number")),
+            breaker=raw.get("breaker") is True,
         )
 
 

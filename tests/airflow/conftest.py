@@ -169,3 +169,9 @@ class Marks:
 @pytest.fixture
 def marks(tmp_path: Path) -> Marks:
     return Marks(tmp_path / "marks.jsonl")
+
+
+@pytest.fixture(scope="module")
+def module_marks(tmp_path_factory: pytest.TempPathFactory) -> Marks:
+    """Marks of a run that several tests of a module read (a module-scoped fixture runs it once)."""
+    return Marks(tmp_path_factory.mktemp("marks") / "marks.jsonl")

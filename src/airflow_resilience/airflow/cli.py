@@ -97,4 +97,24 @@ def get_cli_commands() -> list[GroupCommand]:
         func=lazy_load_command("airflow_resilience.drills.cli.drill_command"),
         args=_drill_args(),
     )
-    return [GroupCommand(name="resilience", help="airflow-resilience commands", subcommands=(checkpoint, watermark, drill))]
+    report = ActionCommand(
+        name="report",
+        help="What infrastructure cost over a window: failed attempts by cause and verdict, budgets, compute redone vs saved",
+        func=lazy_load_command("airflow_resilience.airflow.cli_commands.report"),
+        args=(
+            Arg(("--since",), default="7d", metavar="WINDOW", help="Window: <n><m|h|d|w>, e.g. 1h, 24h, 7d (default 7d)"),
+            Arg(("--dag-id",), default=None, help="Only this DAG"),
+            Arg(
+                ("-o", "--output"),
+                choices=("table", "json", "yaml", "plain"),
+                default="table",
+                metavar="(table, json, yaml, plain)",
+                help="Output format. Allowed values: json, yaml, plain, table (default: table)",
+            ),
+        ),
+    )
+    return [
+        GroupCommand(
+            name="resilience", help="airflow-resilience commands", subcommands=(checkpoint, watermark, report, drill)
+        )
+    ]

@@ -173,3 +173,58 @@ def watermark_migrate(args) -> None:
 
     _watermarks()
     print(f"watermark tables are at schema version {SCHEMA_VERSION}")
+
+
+# ------------------------------------------------------------------------------------------------ report
+def report_sections(summary: dict) -> list[tuple[str, list[dict]]]:
+    """The report as titled tables (``table`` and ``plain`` output)."""
+    from airflow_resilience.report import format_seconds
+
+    t = summary["totals"]
+    overview = [
+        {"measure": "failed attempts", "value": t["failed_attempts"]},
+        *({"measure": f"  {kind}", "value": t[kind]} for kind in ("infrastructure", "application", "timeout", "manual", "unknown")),
+        {"measure": "infrastructure retries granted (retries kept)", "value": t["grants"]},
+        {"measure": "stock retry rules", "value": t["stock"]},
+        {"measure": "budget exhausted", "value": t["exhausted"]},
+        {"measure": "circuit breakers opened", "value": t["breakers_opened"]},
+        {"measure": "compute redone", "value": f"{format_seconds(t['redone_seconds'])} ({t['redone_seconds']:.0f} s)"},
+        {"measure": "compute saved by checkpoints", "value": f"{format_seconds(t['saved_seconds'])} ({t['saved_seconds']:.0f} s)"},
+    ]
+    sections = [(f"airflow-resilience report: {summary['since']} .. {summary['until']}", overview)]
+    if summary["by_reason"]:
+        sections.append(("failed attempts by reason", summary["by_reason"]))
+    if summary["by_verdict"]:
+        sections.append(("verdicts", summary["by_verdict"]))
+    for what in ("dags", "tasks", "pools", "hosts"):
+        if summary["top"][what]:
+            sections.append((f"most hit {what}", summary["top"][what]))
+    return sections
+
+
+def report(args) -> None:
+    from airflow.cli.simple_table import AirflowConsole
+
+    from airflow_resilience.airflow.report_db import failed_attempts
+    from airflow_resilience.report import summarize, window_bounds
+
+    try:
+        start, end = window_bounds(args.since)
+    except ValueError as exc:
+        _fail(f"--since: {exc}")
+    with create_session() as session:
+        attempts = failed_attempts(session, start, dag_id=args.dag_id)
+    summary = summarize(attempts, since=start, until=end, window=args.since, dag_id=args.dag_id)
+    console = AirflowConsole()
+    if args.output == "json":
+        console.print_as_json(summary)
+        return
+    if args.output == "yaml":
+        console.print_as_yaml(summary)
+        return
+    for title, rows in report_sections(summary):
+        if args.output == "table":
+            console.print(f"[bold]{title}[/bold]")
+        else:
+            print(f"# {title}")
+        console.print_as(rows, output=args.output)

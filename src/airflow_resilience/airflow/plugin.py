@@ -3,7 +3,9 @@
 * listeners: at task end (in the task runner) flush checkpoints and commit or release watermarks; in the
   scheduler, classify failures it decides itself and start the lost-worker detector;
 * ``fastapi_apps``: the watermark endpoints on the API server (built only when Airflow asks for them);
-* ``fastapi_root_middlewares``: the failure gate on the API server (:mod:`airflow_resilience.airflow.gate`).
+* ``fastapi_root_middlewares``: the failure gate on the API server (:mod:`airflow_resilience.airflow.gate`);
+* ``react_apps``: the "Resilience" tab of the task-instance page and the fleet page
+  (:mod:`airflow_resilience.airflow.ui_api`, bundles built from ``ui/``).
 """
 
 from __future__ import annotations
@@ -171,9 +173,16 @@ def _root_middlewares() -> list[dict]:
     return [{"middleware": FailureGate, "name": "airflow-resilience failure gate"}]
 
 
+def _react_apps() -> list[dict]:
+    from airflow_resilience.airflow.ui_api import react_apps
+
+    return react_apps()
+
+
 class ResiliencePlugin(AirflowPlugin):
     name = "airflow_resilience"
     listeners = [_CheckpointListener()]
     fastapi_apps = _LazyFastAPIApps()  # type: ignore[assignment]
     #: The failure gate: infrastructure grants at the moment a worker reports a failure (see gate.py).
     fastapi_root_middlewares = _root_middlewares()
+    react_apps = _react_apps()

@@ -19,6 +19,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from airflow_resilience import watermark as core
+from airflow_resilience.airflow.ui_api import APP_PREFIX
 from airflow_resilience.errors import (
     UnknownWatermarkError,
     WatermarkBackwardsError,
@@ -26,7 +27,7 @@ from airflow_resilience.errors import (
     WatermarkValueError,
 )
 
-URL_PREFIX = "/resilience"
+URL_PREFIX = APP_PREFIX
 
 
 class Claim(BaseModel):
@@ -59,11 +60,13 @@ def _refuse(exc: Exception) -> HTTPException:
 
 
 def _who(claim: Claim) -> core.Holder:
-    from airflow_resilience.airflow.watermark_db import service
+    """The caller's try, proven by its nonce — checked on Airflow's own tables before anything of ours is
+    read, written or created (an unidentified caller causes no write and no DDL)."""
+    from airflow_resilience.airflow.watermark_db import airflow_engine, identify
 
     try:
         core.check_name(claim.name)
-        return service().identify(claim.ti_id, claim.nonce)
+        return identify(airflow_engine(), claim.ti_id, claim.nonce)
     except (PermissionError, WatermarkValueError) as exc:
         raise _refuse(exc) from None
 
@@ -78,11 +81,25 @@ def _call(fn, *args):
 def create_app() -> FastAPI:
     from airflow_resilience.airflow.watermark_db import service
 
-    app = FastAPI(title="airflow-resilience", description="Watermark holds for running tasks")
+    from airflow_resilience.airflow.ui_api import STATIC_PATH, UI_DIST, router
+
+    app = FastAPI(
+        title="airflow-resilience",
+        description=(
+            "Watermark holds for running tasks (proven by a per-try nonce, see docs/security.md) and the "
+            "operator's view (Airflow's own authentication and DAG permissions)"
+        ),
+    )
+    app.include_router(router())
+    if UI_DIST.is_dir():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount(STATIC_PATH, StaticFiles(directory=UI_DIST), name="resilience-static")
 
     @app.post("/v1/watermarks/acquire")
     def acquire(body: Claim) -> dict[str, Any]:
-        answer = _call(service().acquire, body.name, _who(body))
+        who = _who(body)
+        answer = _call(service().acquire, body.name, who)
         if isinstance(answer, core.Held):
             return {"granted": False, "holder": answer.holder.to_json(), "held_since": answer.held_since}
         return {
@@ -96,24 +113,29 @@ def create_app() -> FastAPI:
     @app.post("/v1/watermarks/stage")
     def stage(body: Staged) -> dict[str, Any]:
         _call(core.check_value, body.name, body.value)
-        _call(service().stage, body.name, _who(body), body.fence, body.value)
+        who = _who(body)
+        _call(service().stage, body.name, who, body.fence, body.value)
         return {"staged": True}
 
     @app.post("/v1/watermarks/commit")
     def commit(body: Fenced) -> dict[str, Any]:
-        _call(service().commit, body.name, _who(body), body.fence)
+        who = _who(body)
+        _call(service().commit, body.name, who, body.fence)
         return {"committed": True}
 
     @app.post("/v1/watermarks/release")
     def release(body: Fenced) -> dict[str, Any]:
-        _call(service().release, body.name, _who(body), body.fence)
+        who = _who(body)
+        _call(service().release, body.name, who, body.fence)
         return {"released": True}
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        from airflow_resilience.airflow.watermark_db import SCHEMA_VERSION
+        """Unauthenticated and read only: the schema version the metadata DB records (``null``: the tables
+        are not created yet — the first watermark a task opens, or ``airflow resilience watermark
+        migrate``, creates them), and the version this package expects."""
+        from airflow_resilience.airflow.watermark_db import SCHEMA_VERSION, recorded_schema_version
 
-        service()
-        return {"watermark_schema": SCHEMA_VERSION}
+        return {"watermark_schema": recorded_schema_version(), "expected_watermark_schema": SCHEMA_VERSION}
 
     return app

@@ -335,57 +335,88 @@ class SqlWatermarks:
 
     # -- who is asking
     def identify(self, ti_id: str, nonce: str) -> Holder:
-        """The running try named ``ti_id``, if ``nonce`` matches the digest that try wrote in its own state
-        store (so the request comes from that try's process); :class:`PermissionError` otherwise."""
-        import hashlib
+        """See :func:`identify` (this service's engine)."""
+        return identify(self.engine, ti_id, nonce)
 
-        from airflow.models.task_state_store import TaskStateStoreModel
-        from airflow.models.taskinstance import TaskInstance
 
-        try:
-            key = UUID(ti_id)
-        except ValueError:
-            raise PermissionError(f"ti_id {ti_id!r} is not a task instance id") from None
-        with self.engine.connect() as conn:
-            ti = conn.execute(
-                select(
-                    TaskInstance.dag_id,
-                    TaskInstance.run_id,
-                    TaskInstance.task_id,
-                    TaskInstance.map_index,
-                    TaskInstance.try_number,
-                ).where(TaskInstance.id == key)
-            ).first()
-            if ti is None:
-                raise PermissionError(f"task instance {ti_id} is not a current try (a newer try replaced it)")
-            stored = conn.execute(
-                select(TaskStateStoreModel.value).where(
-                    TaskStateStoreModel.dag_id == ti.dag_id,
-                    TaskStateStoreModel.run_id == ti.run_id,
-                    TaskStateStoreModel.task_id == ti.task_id,
-                    TaskStateStoreModel.map_index == ti.map_index,
-                    TaskStateStoreModel.key == AUTH_KEY,
-                )
-            ).scalar()
-        try:
-            proof = json.loads(stored) if stored else {}
-        except ValueError:
-            proof = {}
-        digest = hashlib.sha256(nonce.encode()).hexdigest()
-        if proof.get("ti_id") != ti_id or not hmac.compare_digest(str(proof.get("sha256", "")), digest):
-            raise PermissionError(f"the request does not come from the running process of task instance {ti_id}")
-        return Holder(
-            ti_id=ti_id,
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            map_index=ti.map_index,
-            try_number=ti.try_number,
-        )
+# ----------------------------------------------------------------------------------- who is asking
+def identify(engine: Engine, ti_id: str, nonce: str) -> Holder:
+    """The running try named ``ti_id``, if ``nonce`` matches the digest that try wrote in its own state
+    store (so the request comes from that try's process); :class:`PermissionError` otherwise. Reads
+    Airflow's own tables only: nothing of this package's schema is touched (or created) before a caller is
+    identified."""
+    import hashlib
+
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.models.taskinstance import TaskInstance
+
+    try:
+        key = UUID(ti_id)
+    except ValueError:
+        raise PermissionError(f"ti_id {ti_id!r} is not a task instance id") from None
+    with engine.connect() as conn:
+        ti = conn.execute(
+            select(
+                TaskInstance.dag_id,
+                TaskInstance.run_id,
+                TaskInstance.task_id,
+                TaskInstance.map_index,
+                TaskInstance.try_number,
+            ).where(TaskInstance.id == key)
+        ).first()
+        if ti is None:
+            raise PermissionError(f"task instance {ti_id} is not a current try (a newer try replaced it)")
+        stored = conn.execute(
+            select(TaskStateStoreModel.value).where(
+                TaskStateStoreModel.dag_id == ti.dag_id,
+                TaskStateStoreModel.run_id == ti.run_id,
+                TaskStateStoreModel.task_id == ti.task_id,
+                TaskStateStoreModel.map_index == ti.map_index,
+                TaskStateStoreModel.key == AUTH_KEY,
+            )
+        ).scalar()
+    try:
+        proof = json.loads(stored) if stored else {}
+    except ValueError:
+        proof = {}
+    digest = hashlib.sha256(nonce.encode()).hexdigest()
+    if proof.get("ti_id") != ti_id or not hmac.compare_digest(str(proof.get("sha256", "")), digest):
+        raise PermissionError(f"the request does not come from the running process of task instance {ti_id}")
+    return Holder(
+        ti_id=ti_id,
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        map_index=ti.map_index,
+        try_number=ti.try_number,
+    )
 
 
 _service: SqlWatermarks | None = None
 _service_lock = threading.Lock()
+
+
+def airflow_engine() -> Engine:
+    """Airflow's engine in this process (configured on first use)."""
+    from airflow import settings
+
+    if getattr(settings, "engine", None) is None:
+        settings.configure_orm()
+    return settings.engine
+
+
+def recorded_schema_version() -> int | None:
+    """The watermark schema version recorded in the metadata DB, ``None`` when the tables are absent. Read
+    only (the health route's answer)."""
+    from sqlalchemy import inspect
+
+    engine = airflow_engine()
+    if not inspect(engine).has_table(schema_version.name):
+        return None
+    with engine.connect() as conn:
+        return conn.execute(
+            select(schema_version.c.version).where(schema_version.c.component == "watermark")
+        ).scalar()
 
 
 def service() -> SqlWatermarks:
@@ -393,11 +424,7 @@ def service() -> SqlWatermarks:
     global _service
     with _service_lock:
         if _service is None:
-            from airflow import settings
-
-            if getattr(settings, "engine", None) is None:
-                settings.configure_orm()
-            _service = SqlWatermarks(settings.engine)
+            _service = SqlWatermarks(airflow_engine())
             try:
                 from airflow_resilience.airflow.runtime import settings as resilience_settings
 

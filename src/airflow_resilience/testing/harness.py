@@ -135,6 +135,8 @@ class AirflowEnvironment:
     #: KubernetesExecutor: the cluster (a :class:`~airflow_resilience.testing.kube.KubeCluster`).
     kube: Any = None
     _owned_kube: Any = None
+    #: (user, password) the REST calls log in with (``users=``); ``None``: all-admins mode, no password.
+    login: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -155,6 +157,7 @@ class AirflowEnvironment:
         component_bin: Mapping[str, str] | None = None,
         kube: Any = None,
         nodes: int = 2,
+        users: Mapping[str, tuple[str, str]] | None = None,
     ) -> AirflowEnvironment:
         """Prepare a home, a database and the configuration, deploy ``dags`` and (by default) start.
 
@@ -278,6 +281,24 @@ class AirflowEnvironment:
                     "AIRFLOW__KUBERNETES_EXECUTOR__WORKER_PODS_CREATION_BATCH_SIZE": "4",
                 }
             )
+        login = None
+        if users:
+            # Real logins (SimpleAuthManager, not all-admins): ``users`` maps a name to (role, password); an
+            # empty role is a user that the auth manager lets see nothing. The harness's own REST calls log
+            # in as the first admin.
+            passwords = home / "simple_auth_manager_passwords.json"
+            passwords.write_text(json.dumps({name: pw for name, (_role, pw) in users.items()}))
+            env.update(
+                {
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, (r, _pw) in users.items()),
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                }
+            )
+            admins = [(n, pw) for n, (r, pw) in users.items() if r.lower() == "admin"]
+            if not admins:
+                raise ValueError("users: name one admin (the harness's REST calls log in as it)")
+            login = admins[0]
         env.update(config or {})
         if executor == "kubernetes":
             write_pod_template(home / "pod_template.json", env)
@@ -297,6 +318,7 @@ class AirflowEnvironment:
             component_bin=dict(component_bin or {}),
             kube=kube,
             _owned_kube=owned_kube,
+            login=login,
         )
         for path in dags:
             self.deploy(path, wait=False)
@@ -513,11 +535,21 @@ class AirflowEnvironment:
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
     # ------------------------------------------------------------------ HTTP
+    def token(self, username: str, password: str) -> str:
+        """A JWT for ``username`` from SimpleAuthManager's login endpoint (``users=`` environments)."""
+        import httpx
+
+        resp = httpx.post(f"{self.api_url}/auth/token", json={"username": username, "password": password}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["access_token"]
+
     def _http(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
         import httpx
 
         headers = {}
         if auth:
+            if self._token is None:
+                self._token = self.token(*self.login) if self.login else None
             if self._token is None:
                 resp = httpx.get(f"{self.api_url}/auth/token", timeout=30)
                 resp.raise_for_status()
@@ -630,7 +662,31 @@ class AirflowEnvironment:
             if state in wanted:
                 return state
             time.sleep(0.3)
-        raise TimeoutError(f"run {dag_id}/{run_id} is {state!r}, not in {sorted(wanted)} after {timeout}s")
+        raise TimeoutError(
+            f"run {dag_id}/{run_id} is {state!r}, not in {sorted(wanted)} after {timeout}s\n"
+            + self.diagnosis(dag_id, run_id)
+        )
+
+    def diagnosis(self, dag_id: str, run_id: str, lines: int = 60) -> str:
+        """What a timed-out wait reports: the run's task instances and the resilience lines of the
+        scheduler's log (the home is removed at stop, so a CI failure must carry them)."""
+        out = []
+        try:
+            for row in self.sql(
+                "SELECT task_id, map_index, try_number, state, hostname, pid, external_executor_id FROM task_instance"
+                " WHERE dag_id = :d AND run_id = :r ORDER BY task_id, map_index",
+                d=dag_id,
+                r=run_id,
+            ):
+                out.append("task instance: " + " ".join(map(str, row)))
+        except Exception as exc:  # a diagnosis never hides the timeout
+            out.append(f"task instances unreadable: {exc}")
+        log = self.home / "scheduler.log"
+        if log.exists():
+            wanted = [ln for ln in log.read_text(errors="replace").splitlines() if "resilience" in ln or "ERROR" in ln]
+            out.append(f"scheduler.log, last {lines} resilience/ERROR lines:")
+            out.extend(wanted[-lines:])
+        return "\n".join(out)
 
     # ------------------------------------------------------------------ task instances
     def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> TaskInstanceRow:
