@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install k8s demo test test-unit test-airflow bench clean
+.PHONY: install k8s demo test test-unit test-airflow bench clean ui ui-test
 
 $(STAMP): pyproject.toml requirements/test.txt requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,8 @@ demo: install
 	$(PY) -m airflow_resilience.drills --scenario eviction,lost_worker,oom --items 30 --seconds 1 \
 		--heartbeat-timeout 30 --out reports/drill
 
-test: install k8s
+# The suite: the UI's type check, Vitest suite and reproducible-build check first (about a minute), then pytest.
+test: install k8s ui-test
 	$(PY) -m pytest tests -q --durations=15
 
 test-unit: install
@@ -46,5 +47,23 @@ bench: install k8s
 	$(PY) benchmarks/bench_kubernetes.py
 	$(PY) benchmarks/bench_overhead.py
 
+# The Airflow UI plugin bundles (ui/, React + TypeScript, Vite): built into src/airflow_resilience/airflow/ui_dist,
+# which is committed and shipped in the wheel. npm ci runs again only when ui/node_modules is missing or the
+# lockfile is newer. ui-test: the type check, the Vitest suite, then a fresh npm ci + build in a temp dir that
+# must give the committed ui_dist byte for byte (ui/check-reproducible.sh). Needs Node.js >= 20.19 and npm.
+UI_INSTALLED := ui/node_modules/.package-lock.json
+
+$(UI_INSTALLED): ui/package.json ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+	touch $(UI_INSTALLED)
+
+ui: $(UI_INSTALLED)
+	cd ui && npm run --silent build
+
+ui-test: $(UI_INSTALLED)
+	cd ui && npm run --silent typecheck
+	cd ui && npm test
+	ui/check-reproducible.sh
+
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) reports .pytest_cache ui/node_modules

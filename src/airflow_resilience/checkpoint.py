@@ -156,7 +156,10 @@ class Checkpoint:
             doc_key(head.try_number) if head is not None and head.try_number != attempt.try_number else None
         )
         self._attempts.append(
-            {"try_number": attempt.try_number, "plan": decision.value, "from_try": from_try}
+            # opened_at / written_at (wall clock): the work this attempt did that its checkpoint saved, for the
+            # fleet report's "compute saved" (from the opening, so the runner's start-up is not counted).
+            {"try_number": attempt.try_number, "plan": decision.value, "from_try": from_try,
+             "opened_at": round(time.time(), 3)}
         )
         self.resumption = Resumption(
             plan=decision,
@@ -373,7 +376,6 @@ class Checkpoint:
                 raise StaleAttemptError(str(self._fenced))
             if not self._dirty and self._head_written:
                 return
-            # When this attempt's progress was last saved: the fleet report's "compute saved" ends there.
             self._attempts[-1]["written_at"] = round(time.time(), 3)
             document = self._document()
             key = doc_key(self._attempt.try_number)

@@ -7,10 +7,11 @@ whether a later try resumed from it). Output: plain JSON-able dicts.
 
 Compute seconds, per failed try (``None`` fields mean unknown, and an unknown try counts 0 in both):
 
-* **saved** — the work the try had checkpointed that a later try did not redo: from the try's start to
-  its last checkpoint write, when a later try resumed from its checkpoint; 0 otherwise;
-* **redone** — the work lost with the try: from its last checkpoint write (or its start, when it wrote
-  none or no later try resumed) to its end.
+* **saved** — the work the try had checkpointed that a later try did not redo: from the moment the try
+  opened its checkpoint to its last checkpoint write, when a later try resumed from its checkpoint; 0
+  otherwise;
+* **redone** — the rest of the try: its whole run time (start to end) less what was saved — the work lost
+  with it, and its start-up, which the next try pays again.
 
 These are wall-clock seconds of the failed try (its runner ran them), not CPU time.
 """
@@ -65,7 +66,8 @@ class FailedAttempt:
     hostname: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
-    #: The try's last checkpoint write (``None``: it wrote none, or it is not known).
+    #: When the try opened its checkpoint, and its last checkpoint write (``None``: none, or not known).
+    checkpoint_opened_at: datetime | None = None
     checkpoint_written_at: datetime | None = None
     #: Whether a later try resumed from this try's checkpoint.
     resumed: bool = False
@@ -75,9 +77,12 @@ class FailedAttempt:
         """``(redone, saved)`` compute seconds of this try (see the module docstring)."""
         if self.started_at is None or self.ended_at is None or self.ended_at < self.started_at:
             return 0.0, 0.0
+        total = (self.ended_at - self.started_at).total_seconds()
         written = self.checkpoint_written_at
-        if self.resumed and written is not None and self.started_at <= written <= self.ended_at:
-            return (self.ended_at - written).total_seconds(), (written - self.started_at).total_seconds()
+        opened = self.checkpoint_opened_at or self.started_at
+        if self.resumed and written is not None and self.started_at <= opened <= written <= self.ended_at:
+            saved = (written - opened).total_seconds()
+            return total - saved, saved
         return (self.ended_at - self.started_at).total_seconds(), 0.0
 
 

@@ -83,14 +83,32 @@ class StatsdSink:
                 continue
             self.lines.extend(data.decode(errors="replace").splitlines())
 
-    def count(self, name: str) -> int:
-        """Sum of the counter ``name`` (without the ``airflow.`` prefix) received so far."""
-        total = 0
-        for line in list(self.lines):
+    def mark(self) -> int:
+        """A position in what was received, for ``since=``: only what arrives after it counts."""
+        return len(self.lines)
+
+    def values(self, name: str, kind: str, since: int = 0) -> list[float]:
+        """The values of ``name`` (without the ``airflow.`` prefix, InfluxDB tags ignored) received so far as
+        StatsD type ``kind`` (``c``, ``ms``, ``g``), oldest first."""
+        found = []
+        for line in self.lines[since:]:
             metric, _, rest = line.partition(":")
-            if metric.split(",")[0] == f"airflow.{name}" and rest.endswith("|c"):
-                total += int(float(rest.split("|")[0]))
-        return total
+            fields = rest.split("|")
+            if metric.split(",")[0] == f"airflow.{name}" and len(fields) >= 2 and fields[1] == kind:
+                found.append(float(fields[0]))
+        return found
+
+    def count(self, name: str, since: int = 0) -> int:
+        """Sum of the counter ``name`` (without the ``airflow.`` prefix) received so far."""
+        return int(sum(self.values(name, "c", since)))
+
+    def timings(self, name: str, since: int = 0) -> list[float]:
+        """The timer ``name``'s values (milliseconds) received so far."""
+        return self.values(name, "ms", since)
+
+    def gauges(self, name: str, since: int = 0) -> list[float]:
+        """The gauge ``name``'s values received so far."""
+        return self.values(name, "g", since)
 
     def close(self) -> None:
         self._stop.set()

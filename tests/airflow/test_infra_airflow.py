@@ -68,8 +68,9 @@ def test_sigkill_of_supervisor_is_a_lost_worker_granted_for_retries_0(airflow_en
     assert f"supervisor pid {procs.supervisor}" in found["note"]
 
 
-def test_sigkill_of_runner_is_infrastructure_and_granted(airflow_env, marks):
+def test_sigkill_of_runner_is_infrastructure_and_granted(airflow_env, marks, statsd_sink):
     af, dag = airflow_env, "infra_steps"
+    since = statsd_sink.mark()
     run_id = start(af, marks, dag, steps=20, delay=0.2)
     wait_item(marks, 1, 5)
     af.signal_runner(dag, run_id, "work", signal.SIGKILL)
@@ -79,6 +80,32 @@ def test_sigkill_of_runner_is_infrastructure_and_granted(airflow_env, marks):
     assert rows[0][2] in {"signal.sigkill", "oom.killed"}
     assert rows[0][3] == "grant"
     assert [e["t"] for e in marks.of("attempt-start")] == [1, 2]
+
+    # Plain StatsD without tags (as behind the Helm chart's statsd-exporter): the dotted names carry the cause.
+    reason = rows[0][2].replace(".", "_")  # signal.sigkill -> signal_sigkill
+    failures = f"resilience.failures.infrastructure.{reason}"
+    grants = f"resilience.decisions.grant.infrastructure.{reason}"
+    recovery = f"resilience.recovery.{reason}"
+
+    def arrived() -> bool:
+        return bool(statsd_sink.count(failures, since) and statsd_sink.count(grants, since)
+                    and statsd_sink.timings(recovery, since) and statsd_sink.gauges("resilience.detector.last_round", since))
+
+    deadline = time.monotonic() + 15
+    while not arrived() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert statsd_sink.count(failures, since) >= 1
+    assert statsd_sink.count(grants, since) >= 1
+    assert statsd_sink.count("resilience.failures", since) >= 1  # the tagged form too (its tags dropped here)
+    assert statsd_sink.count("resilience.decisions", since) >= 1
+    writes = statsd_sink.timings("resilience.checkpoint.write", since)
+    assert len(writes) >= 20 and all(ms >= 0 for ms in writes)  # every finished item is written, in both tries
+    assert len(statsd_sink.timings(recovery, since)) == 1  # at the start of try 2
+    assert 0 <= statsd_sink.timings(recovery, since)[0] < 180_000
+    assert statsd_sink.timings("resilience.recovery", since) == statsd_sink.timings(recovery, since)
+    assert abs(statsd_sink.gauges("resilience.detector.last_round", since)[-1] - time.time()) < 30
+    assert statsd_sink.gauges("resilience.detector.round_duration", since)
+    assert max(statsd_sink.gauges("resilience.detector.workers_seen.local", since), default=0) >= 1  # it saw the supervisor
 
 
 def test_application_retries_stay_the_users_even_with_infra_failures_between(airflow_env, marks):

@@ -45,6 +45,12 @@ def test_parse_window_refuses_with_the_fix(text):
     [
         # resumed from a checkpoint written 80 s into a 100 s try: 80 s saved, 20 s redone
         (failed(started_at=at(0), ended_at=at(100), checkpoint_written_at=at(80), resumed=True), 20.0, 80.0),
+        # the checkpoint opened 10 s after the try started (runner start-up): that is not saved work
+        (failed(started_at=at(0), ended_at=at(100), checkpoint_opened_at=at(10), checkpoint_written_at=at(80),
+                resumed=True), 30.0, 70.0),
+        # an opening after the last write is not trusted
+        (failed(started_at=at(0), ended_at=at(100), checkpoint_opened_at=at(90), checkpoint_written_at=at(80),
+                resumed=True), 100.0, 0.0),
         # it wrote a checkpoint but no later try resumed from it (e.g. the budget said no): all redone
         (failed(started_at=at(0), ended_at=at(100), checkpoint_written_at=at(80), resumed=False), 100.0, 0.0),
         # no checkpoint at all

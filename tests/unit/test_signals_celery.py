@@ -152,3 +152,73 @@ def test_started_on():
     assert started_on(meta("STARTED", {"hostname": ""})) is None
     assert started_on(meta("STARTED", {"hostname": 3})) is None
     assert started_on(ValueError()) is None and started_on(None) is None
+
+
+class _Inspect:
+    def __init__(self, answers):
+        self.answers = answers
+
+    def active(self):
+        return self.answers.get("active")
+
+    def reserved(self):
+        return self.answers.get("reserved")
+
+
+class _App:
+    """Celery's control API as the watch uses it: one round's answers, set by the test."""
+
+    def __init__(self):
+        self.answers: dict = {}
+        self.control = self
+
+    def inspect(self, timeout):
+        return _Inspect(self.answers)
+
+
+def _watch():
+    from airflow_resilience.airflow.celery_watch import CeleryWorkerWatch
+
+    class Recording(CeleryWorkerWatch):
+        def report(self, worker, claimed=(), asked_at=None, recheck=False):
+            self.reports.append((worker.hostname, recheck, asked_at))
+            return 0
+
+    now = [0.0]
+    app = _App()
+    watch = Recording(3.0, 60.0, interval=1.0, app=app, clock=lambda: now[0])
+    watch.reports = []
+    return watch, app, now
+
+
+def test_a_lost_worker_is_looked_at_again_until_the_heartbeat_timeout():
+    watch, app, now = _watch()
+    app.answers = {"active": {"w1@h": [], "w2@h": []}, "reserved": {"w1@h": [], "w2@h": []}}
+    watch.check()
+    app.answers = {"active": {"w2@h": []}, "reserved": {"w2@h": []}}  # w1 goes silent
+    for t in range(1, 70):
+        now[0] = float(t)
+        watch.check()
+    first = [r for r in watch.reports if not r[1]]
+    again = [r for r in watch.reports if r[1]]
+    assert [r[0] for r in first] == ["w1@h"]  # declared once, at 3 s
+    assert again and all(r[0] == "w1@h" for r in again)
+    assert all(r[2] == first[0][2] for r in again)  # the cut-off stays the declaration's time
+    assert 9 <= len(again) <= 12  # every 5 s for the 60 s heartbeat timeout, then Airflow's own check
+    assert watch.seen == 1
+
+
+def test_a_worker_that_answers_again_is_not_looked_at_again():
+    watch, app, now = _watch()
+    app.answers = {"active": {"w1@h": []}, "reserved": {"w1@h": []}}
+    watch.check()
+    app.answers = {"active": {}, "reserved": {}}
+    for t in (1, 2, 3, 4):
+        now[0] = float(t)
+        watch.check()
+    assert [r[:2] for r in watch.reports] == [("w1@h", False)]
+    app.answers = {"active": {"w1@h": []}, "reserved": {"w1@h": []}}  # restarted under the same name
+    for t in range(5, 30):
+        now[0] = float(t)
+        watch.check()
+    assert [r[:2] for r in watch.reports] == [("w1@h", False)]

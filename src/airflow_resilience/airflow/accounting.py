@@ -34,14 +34,15 @@ def now() -> str:
 
 
 def metric(name: str, cause: FailureCause | None = None, **tags: str) -> None:
-    """``resilience.<name>`` counter, with ``kind``/``reason`` tags for a cause. Never raises."""
+    """``resilience.<name>`` counter, with ``kind``/``reason`` tags for a cause (tagged and dotted forms,
+    :mod:`airflow_resilience.airflow.metrics`). Never raises."""
     try:
-        from airflow.sdk.observability.stats import Stats
+        from airflow_resilience.airflow import metrics
 
         labels = dict(tags)
         if cause is not None:
             labels = {"kind": cause.kind.value, "reason": cause.reason.value, **labels}
-        Stats.incr(f"resilience.{name}", tags=labels)
+        metrics.incr(f"resilience.{name}", **labels)
     except Exception:  # metrics must never change a task's outcome
         log.debug("metric resilience.%s not emitted", name, exc_info=True)
 

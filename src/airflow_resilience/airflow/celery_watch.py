@@ -24,6 +24,13 @@ meta that is missing, in another state (``PENDING``, ``SUCCESS``, ...), names an
 read means unknown, and unknown means no action (logged at debug); so does any error while reading the
 evidence. Such a task instance is left to Airflow's own ``task_instance_heartbeat_timeout``, as on stock.
 
+Evidence that lands late is looked at again: a lost worker stays on a list for ``task_instance_heartbeat_timeout``
+(after which Airflow's own check takes over anyway) and every few seconds the same rules are applied again —
+with the time it was declared lost as the cut-off, so a task that started after that (on a new worker of the
+same name, say) is never taken for one of its. A worker that answers again leaves the list at once. (Seen
+under load: the scheduler had not yet written a task's Celery id to its task instance when the worker was
+declared lost.)
+
 For each task instance handed back:
 
 1. the evidence (``worker_lost``, the worker, how long it was silent, which evidence) is written to the task
@@ -40,6 +47,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -62,6 +70,9 @@ def executor_is_celery() -> bool:
 
 
 class CeleryWorkerWatch:
+    #: Tag ``kind`` of the detector's metrics.
+    kind = "celery"
+
     def __init__(
         self,
         lost_after: float,
@@ -82,21 +93,46 @@ class CeleryWorkerWatch:
         self.interval = interval
         self.inspect_timeout = inspect_timeout
         self.clock = clock
+        #: Workers that answered the last round (``None`` until a round completes).
+        self.seen: int | None = None
+        #: Lost workers whose evidence is looked at again every ``recheck_every`` seconds, for
+        #: ``recheck_for`` (the heartbeat timeout: after it, Airflow's own check takes over anyway), until they
+        #: answer again.
+        self._departed: dict[str, _Departed] = {}
+        self.recheck_every = max(5.0, 2 * interval)
+        self.recheck_for = heartbeat_timeout
 
     def check(self) -> int:
         """One round; returns how many task instances were reported lost."""
+        self.seen = None
         asked_at = datetime.now(timezone.utc)
         inspect = self.app.control.inspect(timeout=self.inspect_timeout)
         active = inspect.active() or {}
         reserved = inspect.reserved() or {}
+        answered = set(active) | set(reserved)
+        self.seen = len(answered)
         self.roster.observe(self.clock(), active, reserved)
         lost = self.roster.lost(self.clock())
-        if not lost:
+        now = self.clock()
+        for host in answered:  # it answers again (restarted under the same name): nothing to look for
+            self._departed.pop(host, None)
+        self._departed = {h: d for h, d in self._departed.items() if now - d.declared < self.recheck_for}
+        due = [d for d in self._departed.values() if now - d.checked >= self.recheck_every]
+        if not lost and not due:
             return 0
         # What the other workers hold: their answers this round, and the last answer of those that did not
         # answer it. Any of them is positive evidence that the task lives elsewhere.
         claimed = self.roster.held().union(*(task_ids(v) for v in (*active.values(), *reserved.values())))
-        return sum(self.report(worker, claimed=claimed, asked_at=asked_at) for worker in lost)
+        handed = sum(self.report(worker, claimed=claimed, asked_at=asked_at) for worker in lost)
+        for worker in lost:
+            self._departed[worker.hostname] = _Departed(worker, asked_at, now, now)
+        for d in due:
+            # Evidence that landed after the declaration (the scheduler wrote the task's Celery id late, the
+            # result backend was slow or unreadable): looked at again, for tasks that started before the worker
+            # was declared lost only — never one started by a new worker of the same name.
+            d.checked = now
+            handed += self.report(d.worker, claimed=claimed, asked_at=d.asked_at, recheck=True)
+        return handed
 
     def meta(self, task_id: str) -> Any:
         """Celery's result-backend meta of ``task_id``, or the exception raised reading it."""
@@ -128,9 +164,12 @@ class CeleryWorkerWatch:
             ).all()
         return sorted({str(i) for i in ids if i})
 
-    def report(self, worker: LostWorker, claimed: Iterable[str] = (), asked_at: datetime | None = None) -> int:
+    def report(
+        self, worker: LostWorker, claimed: Iterable[str] = (), asked_at: datetime | None = None, recheck: bool = False
+    ) -> int:
         """Hand back what ``worker`` went down with, on positive evidence only (see the module docstring).
-        ``claimed``: the task ids the other workers hold."""
+        ``claimed``: the task ids the other workers hold. ``recheck``: a later look at a worker declared lost
+        before (quiet: only a hand-back is logged)."""
         from celery import states
         from sqlalchemy import and_, select
 
@@ -142,7 +181,8 @@ class CeleryWorkerWatch:
         from airflow_resilience.airflow.execution import EVIDENCE_KEY
         from airflow_resilience.airflow.scheduler import _scope, _set
 
-        log.warning("airflow-resilience: %s", worker.note())
+        if not recheck:
+            log.warning("airflow-resilience: %s", worker.note())
         claimed = frozenset(claimed)
         asked_at = asked_at or datetime.now(timezone.utc)
         try:
@@ -156,7 +196,7 @@ class CeleryWorkerWatch:
         decided = lost_task_ids(worker, claimed=claimed, unclaimed_running=unclaimed, metas=metas)
         for task_id in unclaimed:
             if task_id not in decided:
-                log.debug(
+                (log.debug if recheck else log.info)(
                     "airflow-resilience: celery task %s is running and no worker named it, but nothing says "
                     "it ran on lost worker %s (result backend: %s): no action",
                     task_id,
@@ -164,7 +204,7 @@ class CeleryWorkerWatch:
                     _describe(metas.get(task_id)),
                 )
         for task_id in sorted((worker.active | worker.reserved) - set(decided)):
-            log.info(
+            (log.debug if recheck else log.info)(
                 "airflow-resilience: celery task %s of lost worker %s is held by another worker or started "
                 "on one (result backend: %s): no action",
                 task_id,
@@ -221,6 +261,16 @@ class CeleryWorkerWatch:
         for task_id, note in failed:  # after the evidence is committed: the executor acts on this at once
             self.app.backend.store_result(task_id, WorkerLost(note), states.FAILURE)
         return len(failed)
+
+
+@dataclass
+class _Departed:
+    """A worker declared lost: its last answer, when we asked that round, when declared and last looked at."""
+
+    worker: LostWorker
+    asked_at: datetime
+    declared: float
+    checked: float
 
 
 def _describe(meta: Any) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
+from airflow_resilience.airflow import metrics
 from airflow_resilience.airflow.accounting import (
     ATTEMPT_KEY,
     ENDING_VERDICTS,
@@ -183,8 +184,36 @@ def on_attempt_start(task: Any, context: Any) -> None:
                 try_number, len(ledger.attempts), last.try_number, last.cause.kind.value, last.cause.reason.value,
                 last.verdict,
             )
+            _observe_recovery(ledger, try_number)
     if settings().drain_on_sigterm:
         install_drain_handler()
+
+
+def recovery_ms(ledger: Any, try_number: int, now: datetime | None = None) -> tuple[float, Any] | None:
+    """Milliseconds from the recorded failure of the previous try to now, and that try's cause, when the
+    previous try was granted from the infrastructure budget; ``None`` otherwise (or without a usable time)."""
+    previous = ledger.record_for(try_number - 1)
+    if previous is None or previous.verdict != "grant" or previous.cause.kind.value != "infrastructure":
+        return None
+    try:
+        at = datetime.fromisoformat(previous.at)
+    except (TypeError, ValueError):
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    elapsed = ((now or datetime.now(timezone.utc)) - at).total_seconds() * 1000
+    return max(0.0, elapsed), previous.cause  # a clock behind the API server's reads as 0, not negative
+
+
+def _observe_recovery(ledger: Any, try_number: int) -> None:
+    """``resilience.recovery``: how long the task instance took to run again after an infrastructure loss."""
+    try:
+        found = recovery_ms(ledger, try_number)
+    except Exception:
+        return
+    if found is not None:
+        elapsed, cause = found
+        metrics.timing("resilience.recovery", elapsed, reason=cause.reason)
 
 
 #: The attempt record this process wrote, per task instance id (so ending it costs one write, no read).
@@ -218,6 +247,7 @@ UNSAFE_MODULES = (
     "airflow.sdk.api",
     "airflow_resilience.airflow.store",
     "airflow_resilience.airflow.watermark_client",
+    "airflow_resilience.airflow.metrics",
     "structlog",
     "logging",
     "msgspec",

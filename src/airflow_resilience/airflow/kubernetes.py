@@ -99,6 +99,9 @@ def live_pod_facts(ti: Any, timeout: float = 3.0) -> dict | None:
 class KubernetesPodWatch:
     """See the module docstring."""
 
+    #: Tag ``kind`` of the detector's metrics.
+    kind = "kubernetes"
+
     def __init__(self, node_lost_after: float, heartbeat_timeout: float, *, interval: float = 2.0,
                  clock: Any = time.monotonic) -> None:
         self.node_lost_after = node_lost_after
@@ -109,6 +112,8 @@ class KubernetesPodWatch:
         self.leases: dict[str, tuple[str | None, float]] = {}
         self._written: dict[str, dict] = {}
         self._lost_reported: set[tuple] = set()
+        #: The executor's pods listed by the last round (``None`` until a round lists them).
+        self.seen: int | None = None
 
     def observe_leases(self, leases: dict[str, str | None]) -> None:
         now = self.clock()
@@ -135,9 +140,11 @@ class KubernetesPodWatch:
         from airflow_resilience.airflow.scheduler import _scope, _set, applies
         from airflow_resilience.signals.kubernetes import notable, pod_facts
 
+        self.seen = None
         cfg = settings()
         core = client()
         pods = _plain(core.list_namespaced_pod(namespace(), label_selector=POD_SELECTOR, _request_timeout=10))["items"]
+        self.seen = len(pods)
         if not pods:
             return 0
         nodes = {n["metadata"]["name"]: n for n in _plain(core.list_node(_request_timeout=10))["items"]}

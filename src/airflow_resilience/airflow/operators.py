@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_resilience.airflow import metrics
 from airflow_resilience.checkpoint import Checkpoint
 from airflow_resilience.errors import ResumeError, UnconfirmedSubmissionError
 from airflow_resilience.resumable import (
@@ -36,21 +37,11 @@ from airflow_resilience.resumable import (
 log = logging.getLogger(__name__)
 
 
-def _count(name: str, **tags: str) -> None:
-    """``resilience.<name>`` counter (never raises: metrics must not change a task's outcome)."""
-    try:
-        from airflow.sdk.observability.stats import Stats
-
-        Stats.incr(f"resilience.{name}", tags=tags)
-    except Exception:
-        log.debug("metric resilience.%s not emitted", name, exc_info=True)
-
-
 def _submit_once_for(operator: Any, context: Any, submit, find, **kwargs: Any) -> Submission:
     """:func:`submit_once` for the running task instance of ``operator``, logged and counted."""
     sub = submit_once(Checkpoint.current(), TaskIdentity.from_context(context), submit, find, **kwargs)
     operator.log.info("airflow-resilience: job %s (%s, token %s)", sub.job_id, sub.outcome, sub.token)
-    _count("submissions", operator=type(operator).__name__, outcome=sub.outcome)
+    metrics.incr("resilience.submissions", operator=type(operator).__name__, outcome=sub.outcome)
     return sub
 
 
@@ -77,7 +68,7 @@ def _resume_entry(execute: Callable[..., Any]) -> Callable[..., Any]:
                 point.method, ", ".join(sorted(point.kwargs)), point.saved_by_try,
             )
             self.resumed_from = point
-            _count("resumes", operator=type(self).__name__, method=point.method)
+            metrics.incr("resilience.resumes", operator=type(self).__name__, method=point.method)
             return method(context, **point.kwargs)
         finally:
             self._resilience_entered = False

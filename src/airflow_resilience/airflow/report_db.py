@@ -304,7 +304,8 @@ def failed_attempts(
 
 
 def _failed(ti_key: tuple, record: AttemptRecord, row: Any, entries: dict[int, dict], resumed: set[int]) -> FailedAttempt:
-    written = entries.get(record.try_number, {}).get("written_at")
+    entry = entries.get(record.try_number, {})
+    written, opened = entry.get("written_at"), entry.get("opened_at")
     return FailedAttempt(
         dag_id=ti_key[0],
         run_id=ti_key[1],
@@ -320,6 +321,7 @@ def _failed(ti_key: tuple, record: AttemptRecord, row: Any, entries: dict[int, d
         hostname=(row.hostname or None) if row is not None else None,
         started_at=_utc(row.start_date) if row is not None else None,
         ended_at=_utc(row.end_date) if row is not None else None,
+        checkpoint_opened_at=_utc(opened) if isinstance(opened, (int, float)) else None,
         checkpoint_written_at=_utc(written) if isinstance(written, (int, float)) else None,
         resumed=record.try_number in resumed,
     )

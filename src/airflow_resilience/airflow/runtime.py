@@ -59,7 +59,7 @@ def checkpoint_for_running_task(*, keep_on_clear: bool | None, flush_interval: f
 
     cfg = settings()
     attempt = running_attempt()
-    store = TaskStateStore.for_task_instance(_context()["ti"])
+    store = TaskStateStore.for_task_instance(_context()["ti"], write_timer="resilience.checkpoint.write")
     ckpt = Checkpoint(
         store,
         attempt,

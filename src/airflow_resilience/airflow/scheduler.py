@@ -151,12 +151,9 @@ def on_server_side_failure(ti: Any, error: Any, previous_state: Any = "running")
 
 
 def _observe_listener(seconds: float) -> None:
-    try:
-        from airflow.stats import Stats
+    from airflow_resilience.airflow import metrics
 
-        Stats.timing("resilience.scheduler_listener", seconds * 1000)
-    except Exception:
-        pass
+    metrics.timing("resilience.scheduler_listener", seconds * 1000)
 
 
 def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg: Any) -> None:
@@ -279,9 +276,14 @@ def apply_to_task_instance(ti: Any, judgement: Judgement, session: Any) -> None:
 class LostWorkerDetector:
     """Check of the supervisors of running tasks on this host (see module docstring)."""
 
+    #: Tag ``kind`` of the detector's metrics.
+    kind = "local"
+
     def __init__(self, interval: float, heartbeat_timeout: float) -> None:
         self.interval = interval
         self.heartbeat_timeout = heartbeat_timeout
+        #: Supervisors checked in the last round (``None`` until a round completes).
+        self.seen: int | None = None
 
     def check(self) -> int:
         """One pass; returns how many lost workers were reported."""
@@ -298,9 +300,11 @@ class LostWorkerDetector:
 
         from airflow_resilience.airflow.execution import ATTEMPT_KEY, EVIDENCE_KEY
 
+        self.seen = None
         host = get_hostname()
         backend = get_state_backend()
         found = 0
+        checked = 0
         from airflow_resilience.airflow.runtime import settings
 
         cfg = settings()
@@ -317,6 +321,7 @@ class LostWorkerDetector:
                     continue
                 if cfg.selective_enable and not applies(cfg, ti.dag_id, session):
                     continue
+                checked += 1
                 started = attempt.get("started_at")
                 supervisor, runner = attempt.get("supervisor_pid"), attempt.get("runner_pid")
                 if pid_alive(supervisor, started) is not False:
@@ -341,6 +346,7 @@ class LostWorkerDetector:
                 ti.last_heartbeat_at = datetime.now(timezone.utc) - timedelta(seconds=self.heartbeat_timeout + 60)
                 log.warning("airflow-resilience: lost worker for %s: %s", ti.key, note)
                 found += 1
+        self.seen = checked
         return found
 
 
@@ -412,14 +418,36 @@ def main(argv: list[str] | None = None) -> int:
     detectors = detectors_for(cfg, heartbeat_timeout)
     if not detectors:
         return 0
+    from airflow_resilience.airflow import metrics
+
+    metrics.initialize_here()  # a process of ours: Airflow did not set up its Stats here
     while os.getppid() == args.parent:
-        for detector in detectors:
-            try:
-                detector.check()
-            except Exception:
-                log.exception("airflow-resilience: %s check failed", type(detector).__name__)
+        run_round(detectors)
         time.sleep(cfg.lost_worker_check_interval)
     return 0
+
+
+def run_round(detectors: list, clock: Any = time.monotonic, wall: Any = time.time) -> None:
+    """One check by each detector, and the detector's health metrics (from what the round saw already: no
+    extra database or broker request)."""
+    from airflow_resilience.airflow import metrics
+
+    started = clock()
+    for detector in detectors:
+        kind = getattr(detector, "kind", type(detector).__name__)
+        try:
+            lost = detector.check()
+        except Exception:
+            log.exception("airflow-resilience: %s check failed", type(detector).__name__)
+            metrics.incr("resilience.detector.errors", kind=kind)
+            continue
+        if isinstance(lost, int) and lost > 0:
+            metrics.incr("resilience.detector.lost", lost, kind=kind)
+        seen = getattr(detector, "seen", None)
+        if seen is not None:
+            metrics.gauge("resilience.detector.workers_seen", seen, kind=kind)
+    metrics.gauge("resilience.detector.round_duration", (clock() - started) * 1000)
+    metrics.gauge("resilience.detector.last_round", wall())
 
 
 def detectors_for(cfg: Any, heartbeat_timeout: float) -> list:

@@ -60,16 +60,19 @@ def _release_alarm(held: tuple[Any, list] | None) -> None:
 class TaskStateStore:
     """The state store of the running task instance, spoken to through the task supervisor."""
 
-    def __init__(self, ti_id: UUID, *, max_value_bytes: int, retention_days: int, retrying: bool = True) -> None:
+    def __init__(self, ti_id: UUID, *, max_value_bytes: int, retention_days: int, retrying: bool = True,
+                 write_timer: str | None = None) -> None:
         self._ti_id = ti_id
         self.max_value_bytes = max_value_bytes
         self._retention_days = retention_days
         #: Checkpoints try again on a busy database; the package's own bookkeeping asks once and, on an
         #: error, lets the task run as stock Airflow would.
         self._retrying = retrying
+        #: Timer metric of each completed write (the checkpoint's store: ``resilience.checkpoint.write``).
+        self._write_timer = write_timer
 
     @classmethod
-    def for_task_instance(cls, ti: Any, *, retrying: bool = True) -> TaskStateStore:
+    def for_task_instance(cls, ti: Any, *, retrying: bool = True, write_timer: str | None = None) -> TaskStateStore:
         """The store of a running task instance, with Airflow's ``[state_store]`` limit and retention."""
         from airflow.sdk.configuration import conf
 
@@ -78,6 +81,7 @@ class TaskStateStore:
             max_value_bytes=conf.getint("state_store", "max_value_storage_bytes", fallback=65535),
             retention_days=conf.getint("state_store", "default_retention_days", fallback=0),
             retrying=retrying,
+            write_timer=write_timer,
         )
 
     def _send(self, key: str, what: str, msg: Any) -> Any:
@@ -136,7 +140,12 @@ class TaskStateStore:
         expires_at = None
         if days > 0:
             expires_at = datetime.now(tz=timezone.utc) + timedelta(days=days)
+        started = time.perf_counter()
         self._send_retrying(key, "write", SetTaskStateStore(ti_id=self._ti_id, key=key, value=value, expires_at=expires_at))
+        if self._write_timer is not None:  # in this module: a SIGTERM drain waits until the metric is sent
+            from airflow_resilience.airflow import metrics
+
+            metrics.timing(self._write_timer, (time.perf_counter() - started) * 1000)
 
     def delete(self, key: str) -> None:
         from airflow.sdk.execution_time.comms import DeleteTaskStateStore

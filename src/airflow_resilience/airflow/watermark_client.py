@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_resilience import errors
+from airflow_resilience.airflow import metrics
 from airflow_resilience.airflow.store import RETRY_PAUSES, TaskStateStore, _hold_alarm, _release_alarm
 from airflow_resilience.watermark import AUTH_KEY, Grant, Held, Holder
 
@@ -25,16 +26,6 @@ log = logging.getLogger(__name__)
 COMMIT_PAUSES = (0.2, 0.5, 1.0, 2.0)
 
 _nonces: dict[str, str] = {}
-
-
-def _count(name: str, **tags: str) -> None:
-    """``resilience.watermark.<name>`` counter (never raises)."""
-    try:
-        from airflow.sdk.observability.stats import Stats
-
-        Stats.incr(f"resilience.watermark.{name}", tags=tags)
-    except Exception:
-        log.debug("metric resilience.watermark.%s not emitted", name, exc_info=True)
 
 
 def api_url(configured: str, execution_api_url: str, base_url: str) -> str:
@@ -110,7 +101,7 @@ class HttpWatermarkBackend:
             "WatermarkValueError": errors.WatermarkValueError,
         }.get(kind or "")
         if cls is errors.WatermarkFencedError:
-            _count("fenced", op=op)
+            metrics.incr("resilience.watermark.fenced", op=op)
         if cls is None:
             raise errors.WatermarkError(
                 f"watermark {name!r}: {op} got {resp.status_code} from {self.base_url}: {message}; is the "
@@ -120,7 +111,7 @@ class HttpWatermarkBackend:
 
     def acquire(self, name: str) -> Grant | Held:
         data = self._post("acquire", name)
-        _count("acquires", outcome="granted" if data["granted"] else "held")
+        metrics.incr("resilience.watermark.acquires", outcome="granted" if data["granted"] else "held")
         if data["granted"]:
             return Grant(name, data["fence"], data["value"], data["committed"], data["version"])
         return Held(name, Holder(**data["holder"]), data.get("held_since"))
@@ -132,7 +123,7 @@ class HttpWatermarkBackend:
         for pause in (*COMMIT_PAUSES, None):
             try:
                 self._post("commit", name, fence=fence)
-                _count("commits")
+                metrics.incr("resilience.watermark.commits")
                 return
             except errors.WatermarkFencedError as exc:
                 if "still running" not in str(exc) or pause is None:

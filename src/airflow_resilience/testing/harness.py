@@ -681,11 +681,14 @@ class AirflowEnvironment:
                 out.append("task instance: " + " ".join(map(str, row)))
         except Exception as exc:  # a diagnosis never hides the timeout
             out.append(f"task instances unreadable: {exc}")
-        log = self.home / "scheduler.log"
-        if log.exists():
-            wanted = [ln for ln in log.read_text(errors="replace").splitlines() if "resilience" in ln or "ERROR" in ln]
-            out.append(f"scheduler.log, last {lines} resilience/ERROR lines:")
-            out.extend(wanted[-lines:])
+        for name, keep in (("scheduler", lines), *((w, 15) for w in self.workers)):
+            path = self.home / f"{name}.log"
+            if not path.exists():
+                continue
+            text = path.read_text(errors="replace").splitlines()
+            wanted = [ln for ln in text if "resilience" in ln or "ERROR" in ln or "WARNING" in ln]
+            out.append(f"{name}.log, last {keep} resilience/WARNING/ERROR lines:")
+            out.extend(wanted[-keep:])
         return "\n".join(out)
 
     # ------------------------------------------------------------------ task instances
