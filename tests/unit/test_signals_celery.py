@@ -222,3 +222,41 @@ def test_a_worker_that_answers_again_is_not_looked_at_again():
         now[0] = float(t)
         watch.check()
     assert [r[:2] for r in watch.reports] == [("w1@h", False)]
+
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+from airflow_resilience.signals.celery import own_start  # noqa: E402
+
+T = datetime(2026, 12, 2, 6, 56, 5, tzinfo=timezone.utc)
+
+
+def started_meta(host, done):
+    return {"status": "STARTED", "result": {"pid": 1, "hostname": host}, "date_done": done}
+
+
+@pytest.mark.parametrize(
+    ("meta", "ti_start", "expected"),
+    [
+        (started_meta("w1@h", T - timedelta(seconds=0.05)), T, True),  # written just before the supervisor started
+        (started_meta("w1@h", (T + timedelta(seconds=1)).replace(tzinfo=None)), T, True),  # naive = UTC (DB backend)
+        (started_meta("w1@h", T + timedelta(seconds=38)), T, False),  # a redelivered copy, ignored elsewhere
+        (started_meta("w1@h", (T + timedelta(seconds=38)).isoformat()), T, False),
+        (started_meta("w1@h", None), T, None),  # key-value backends keep no date for STARTED: unknown
+        (started_meta("w1@h", "not a date"), T, None),
+        (started_meta("w1@h", T), None, None),
+        (None, T, None),
+    ],
+)
+def test_own_start(meta, ti_start, expected):
+    assert own_start(meta, ti_start) is expected
+
+
+def test_a_started_meta_rewritten_by_an_ignored_redelivered_copy_is_no_evidence():
+    lost = LostWorker("w1@h", 0.0, 3.0, frozenset(), frozenset())
+    fresh = {"t1": started_meta("w1@h", T)}
+    late = {"t1": started_meta("w1@h", T + timedelta(seconds=38))}
+    assert lost_task_ids(lost, claimed=(), unclaimed_running=["t1"], metas=fresh, starts={"t1": T}) == {"t1": STARTED_THERE}
+    assert lost_task_ids(lost, claimed=(), unclaimed_running=["t1"], metas=late, starts={"t1": T}) == {}
+    # without the task instance's start (or the meta's date) the hostname rule decides, as before
+    assert lost_task_ids(lost, claimed=(), unclaimed_running=["t1"], metas=late) == {"t1": STARTED_THERE}

@@ -13,23 +13,24 @@ Do no harm: a task instance is handed back only on *positive evidence* that it r
   instance is still ``running`` or ``queued``;
 * the task instance is ``running``, no answer names it, and Celery's result backend says its task id is
   ``STARTED`` with ``hostname`` exactly the lost worker's node name (``task_track_started``, on in
-  Airflow's default Celery config, stores ``{"pid": ..., "hostname": ...}`` when a worker starts a task):
-  it started there and the worker died before a round saw it.
+  Airflow's default Celery config, stores ``{"pid": ..., "hostname": ...}`` when a worker starts a task),
+  the task instance started before the worker was declared lost, and the meta is not dated after the task
+  instance's start (a redelivered copy of the message that another worker received and Airflow's
+  redelivery guard ignored rewrites the meta with *that* worker's name, seconds or hours later): it started
+  there, between the worker's last answer and its death.
 
 What does *not* count: silence. A running task instance that no answer names may run on a worker that has
 not answered yet (it just joined, it is busy) or that never answers (``[celery]
 worker_enable_remote_control = False``); it is left alone unless the result backend names the lost worker.
 A task id that another worker holds (its answer this round or its last one) is never handed back. A result
 meta that is missing, in another state (``PENDING``, ``SUCCESS``, ...), names another worker or cannot be
-read means unknown, and unknown means no action (logged at debug); so does any error while reading the
+read means unknown, and unknown means no action (logged); so does any error while reading the
 evidence. Such a task instance is left to Airflow's own ``task_instance_heartbeat_timeout``, as on stock.
 
 Evidence that lands late is looked at again: a lost worker stays on a list for ``task_instance_heartbeat_timeout``
 (after which Airflow's own check takes over anyway) and every few seconds the same rules are applied again —
 with the time it was declared lost as the cut-off, so a task that started after that (on a new worker of the
-same name, say) is never taken for one of its. A worker that answers again leaves the list at once. (Seen
-under load: the scheduler had not yet written a task's Celery id to its task instance when the worker was
-declared lost.)
+same name, say) is never taken for one of its. A worker that answers again leaves the list at once.
 
 For each task instance handed back:
 
@@ -105,7 +106,6 @@ class CeleryWorkerWatch:
     def check(self) -> int:
         """One round; returns how many task instances were reported lost."""
         self.seen = None
-        asked_at = datetime.now(timezone.utc)
         inspect = self.app.control.inspect(timeout=self.inspect_timeout)
         active = inspect.active() or {}
         reserved = inspect.reserved() or {}
@@ -123,9 +123,13 @@ class CeleryWorkerWatch:
         # What the other workers hold: their answers this round, and the last answer of those that did not
         # answer it. Any of them is positive evidence that the task lives elsewhere.
         claimed = self.roster.held().union(*(task_ids(v) for v in (*active.values(), *reserved.values())))
-        handed = sum(self.report(worker, claimed=claimed, asked_at=asked_at) for worker in lost)
+        # The cut-off for "started there": the moment it was declared lost (a task that started later is never
+        # one of its), not the start of this round — a task can start on a worker after its last answer and
+        # just before its death: exactly the case the result-backend evidence is for.
+        declared_at = datetime.now(timezone.utc)
+        handed = sum(self.report(worker, claimed=claimed, asked_at=declared_at) for worker in lost)
         for worker in lost:
-            self._departed[worker.hostname] = _Departed(worker, asked_at, now, now)
+            self._departed[worker.hostname] = _Departed(worker, declared_at, now, now)
         for d in due:
             # Evidence that landed after the declaration (the scheduler wrote the task's Celery id late, the
             # result backend was slow or unreadable): looked at again, for tasks that started before the worker
@@ -141,8 +145,9 @@ class CeleryWorkerWatch:
         except Exception as exc:  # unknown: no action for this task
             return exc
 
-    def unclaimed_running(self, claimed: Iterable[str], asked_at: datetime) -> list[str]:
-        """Celery task ids of running task instances that no answer names and that started before we asked."""
+    def unclaimed_running(self, claimed: Iterable[str], asked_at: datetime) -> dict[str, datetime]:
+        """Celery task ids of running task instances that no answer names and that started before
+        ``asked_at`` (the worker's declaration), with their start dates."""
         from sqlalchemy import and_, or_, select, true
 
         from airflow.models.taskinstance import TaskInstance
@@ -151,18 +156,18 @@ class CeleryWorkerWatch:
 
         claimed = sorted(claimed)
         with create_session() as session:
-            ids = session.scalars(
-                select(TaskInstance.external_executor_id).where(
+            rows = session.execute(
+                select(TaskInstance.external_executor_id, TaskInstance.start_date).where(
                     and_(
                         TaskInstance.state == TaskInstanceState.RUNNING,
                         TaskInstance.external_executor_id.is_not(None),
                         TaskInstance.external_executor_id.not_in(claimed) if claimed else true(),
-                        TaskInstance.start_date < asked_at - timedelta(seconds=1),
+                        TaskInstance.start_date < asked_at,
                         or_(TaskInstance.executor.is_(None), TaskInstance.executor.contains("Celery")),
                     )
                 )
             ).all()
-        return sorted({str(i) for i in ids if i})
+        return {str(i): start for i, start in rows if i}
 
     def report(
         self, worker: LostWorker, claimed: Iterable[str] = (), asked_at: datetime | None = None, recheck: bool = False
@@ -189,11 +194,11 @@ class CeleryWorkerWatch:
             unclaimed = self.unclaimed_running(claimed | worker.active | worker.reserved, asked_at)
         except Exception:  # no evidence read: no action on anything but the worker's own answer
             log.warning("airflow-resilience: could not list running task instances", exc_info=True)
-            unclaimed = []
+            unclaimed = {}
         # Reserved ones too: one that the result backend says STARTED on another worker is not handed back.
         reserved = sorted(worker.reserved - worker.active - claimed)
         metas = {task_id: self.meta(task_id) for task_id in (*unclaimed, *reserved)}
-        decided = lost_task_ids(worker, claimed=claimed, unclaimed_running=unclaimed, metas=metas)
+        decided = lost_task_ids(worker, claimed=claimed, unclaimed_running=unclaimed, metas=metas, starts=unclaimed)
         for task_id in unclaimed:
             if task_id not in decided:
                 (log.debug if recheck else log.info)(

@@ -16,6 +16,7 @@ positive evidence only, which Celery task ids went down with a lost worker.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,12 +116,41 @@ def started_on(meta: Any) -> str | None:
     return host if isinstance(host, str) and host else None
 
 
+#: How much later than the task instance's start a STARTED meta of the same try may be dated (the worker writes
+#: it before the task's supervisor starts, on the same machine's clock: this is only rounding).
+START_SLACK = timedelta(seconds=2)
+
+
+def own_start(meta: Any, ti_start: datetime | None) -> bool | None:
+    """Whether a STARTED meta was written by the start of *this* task instance's try, not later.
+
+    A redelivered copy of the message (after the broker's visibility timeout) that another worker receives
+    and Airflow's redelivery guard ignores still overwrites the meta with that worker's STARTED — long after
+    the try started. True: the meta's ``date_done`` is at most :data:`START_SLACK` after ``ti_start``;
+    False: later (a copy wrote it: not evidence of where the try runs); None: unknown (no ``date_done``, as
+    key-value backends keep for STARTED, or no start)."""
+    if not isinstance(meta, Mapping) or ti_start is None:
+        return None
+    done = meta.get("date_done")
+    if isinstance(done, str):
+        try:
+            done = datetime.fromisoformat(done)
+        except ValueError:
+            return None
+    if not isinstance(done, datetime):
+        return None
+    done = done if done.tzinfo else done.replace(tzinfo=timezone.utc)
+    start = ti_start if ti_start.tzinfo else ti_start.replace(tzinfo=timezone.utc)
+    return done <= start + START_SLACK
+
+
 def lost_task_ids(
     lost: LostWorker,
     *,
     claimed: Iterable[str],
     unclaimed_running: Iterable[str],
     metas: Mapping[str, Any],
+    starts: Mapping[str, datetime | None] | None = None,
 ) -> dict[str, str]:
     """The Celery task ids to hand back with ``lost``, each with its evidence (pure).
 
@@ -131,7 +161,9 @@ def lost_task_ids(
       on another worker;
     * :data:`STARTED_THERE`: an id of ``unclaimed_running`` (running task instances that no reply named)
       whose result-backend meta says STARTED with ``hostname`` exactly the lost worker's node name (it
-      started there and the worker died before a round saw it).
+      started there and the worker died before a round saw it) — and, when ``starts`` gives the task
+      instance's start, the meta is not dated after it (:func:`own_start`: a redelivered copy that another
+      worker received and ignored rewrites the meta later; that is no evidence).
 
     ``claimed``: ids that another worker holds (its reply this round or its last one): never handed back
     unless the lost worker's own reply had it active — that worker is positive evidence the task lives
@@ -151,6 +183,7 @@ def lost_task_ids(
         task_id = str(task_id)
         if task_id in out or task_id in claimed or task_id in lost.reserved:
             continue
-        if started_on(metas.get(task_id)) == lost.hostname:
+        meta = metas.get(task_id)
+        if started_on(meta) == lost.hostname and own_start(meta, (starts or {}).get(task_id)) is not False:
             out[task_id] = STARTED_THERE
     return out
