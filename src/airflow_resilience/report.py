@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_resilience.causes import FailureKind
+from airflow_resilience.ledger import Ledger
+
 KINDS = ("infrastructure", "application", "timeout", "manual", "unknown")
 VERDICTS = ("grant", "stock", "exhausted", "manual", "pending")
 #: Windows the fleet view offers; ``report --since`` takes any ``<n><m|h|d|w>``.
@@ -165,16 +168,9 @@ def budgets(
     # A stock verdict on a failure that was not the last spent one of the user's retries; the last stock
     # failure may have been the final one (no retry left to spend).
     stock = [r for r in ended if r.verdict == "stock"]
-    in_a_row = 0
-    last_reason = None
-    for r in reversed(ended):
-        if r.cause.kind.value != "infrastructure":
-            break
-        if last_reason is None:
-            last_reason = r.cause.reason
-        if r.cause.reason is not last_reason:
-            break
-        in_a_row += 1
+    last = ended[-1] if ended and ended[-1].cause.kind is FailureKind.INFRASTRUCTURE else None
+    last_reason = last.cause.reason if last is not None else None
+    in_a_row = Ledger(tuple(ended)).trailing_same_reason(last_reason) if last_reason is not None else 0
     out: dict[str, Any] = {
         "infra": {"limit": infra_limit, "used": grants, "left": max(infra_limit - grants, 0)},
         "breaker": {

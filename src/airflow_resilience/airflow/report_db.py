@@ -28,16 +28,6 @@ ATTEMPT_KEY = "resilience:attempt"
 DOC_PREFIX = "resilience:checkpoint:try-"
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc).isoformat()
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
-    return str(value)
-
-
 def _utc(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -50,6 +40,14 @@ def _utc(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: Any) -> str | None:
+    """``value`` (epoch seconds, datetime, ISO text) as ISO-8601 UTC; text that is no time as it is."""
+    when = _utc(value)
+    if when is not None:
+        return when.isoformat()
+    return None if value is None else str(value)
 
 
 def _json(text: str | None) -> Any:

@@ -85,6 +85,9 @@ schema_version = Table(
     Column("version", Integer, nullable=False),
 )
 
+#: The watermark tables' version as recorded (``migrate`` writes it, the health route reads it).
+_VERSION_QUERY = select(schema_version.c.version).where(schema_version.c.component == "watermark")
+
 _migrated: set[int] = set()
 _migrate_lock = threading.Lock()
 
@@ -104,7 +107,7 @@ def migrate(engine: Engine) -> int:
                     raise
                 time.sleep(0.2)
         with engine.begin() as conn:
-            row = conn.execute(select(schema_version.c.version).where(schema_version.c.component == "watermark")).first()
+            row = conn.execute(_VERSION_QUERY).first()
             if row is None:
                 try:
                     conn.execute(insert(schema_version).values(component="watermark", version=SCHEMA_VERSION))
@@ -414,9 +417,7 @@ def recorded_schema_version() -> int | None:
     if not inspect(engine).has_table(schema_version.name):
         return None
     with engine.connect() as conn:
-        return conn.execute(
-            select(schema_version.c.version).where(schema_version.c.component == "watermark")
-        ).scalar()
+        return conn.execute(_VERSION_QUERY).scalar()
 
 
 def service() -> SqlWatermarks:
