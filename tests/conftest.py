@@ -14,6 +14,11 @@ import pytest
 
 from airflow_resilience.testing import services
 
+#: The package's pytest plugin is opt-in (no ``pytest11`` entry point): this suite loads it here, which gives
+#: every test the ``airflow_env``, ``airflow_dags``, ``airflow_config``, ``airflow_database`` and
+#: ``checkpoint_env`` fixtures (tests/airflow/conftest.py overrides the ones it configures).
+pytest_plugins = ["airflow_resilience.testing.pytest_plugin"]
+
 #: Per real-Airflow test (setup included: the first test of a module boots its Airflow). A hang fails that
 #: one test, not the whole run. A test that needs longer says so with its own ``@pytest.mark.timeout``.
 AIRFLOW_TEST_TIMEOUT = 600

@@ -43,7 +43,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rebuild the summary and the report from a saved results.json, without running")
 
 
+def missing_extras(args: argparse.Namespace) -> str | None:
+    """What to install before this drill can run, or None: the ``drills`` extra (embedded Airflows through
+    the test harness, the report's plots, the progress bar) and, for ``--workload job``, ``databricks``."""
+    from airflow_resilience.extras import MissingExtraError, require
+
+    try:
+        require("drills", "airflow resilience drill")
+    except MissingExtraError as exc:
+        return str(exc)
+    if args.from_file is None and not args.dag_file and args.workload == "job" and not _has_databricks():
+        return ("airflow resilience drill --workload job runs the Databricks operators and needs the "
+                "'databricks' extra (apache-airflow-providers-databricks): pip install "
+                "'airflow-resilience[drills,databricks]'")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = missing_extras(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
     from airflow_resilience.drills.report import terminal_summary, write_report
 
     if args.from_file is not None:

@@ -1,4 +1,11 @@
-"""pytest plugin (entry point ``pytest11``): fixtures for testing DAGs on a real Airflow.
+"""pytest plugin: fixtures for testing DAGs on a real Airflow. Opt-in: it is not registered by installing
+the package (generic fixture names such as ``airflow_env`` would otherwise appear in every environment that
+has pytest). Load it in your root ``conftest.py``::
+
+    pytest_plugins = ["airflow_resilience.testing.pytest_plugin"]
+
+or on the command line: ``pytest -p airflow_resilience.testing.pytest_plugin``. It needs the ``testing``
+extra (``pip install 'airflow-resilience[testing]'``).
 
 Override in your ``conftest.py``::
 
