@@ -37,20 +37,19 @@ overwrites a newer attempt's progress.
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
+from airflow_resilience import context
 from airflow_resilience.attempt import FORMAT, HEAD_KEY, AttemptId, Head, Plan, doc_key, plan
 from airflow_resilience.errors import (
     CheckpointTooLargeError,
     ConfigurationError,
     CorruptCheckpointError,
-    NoTaskContextError,
     StaleAttemptError,
 )
 from airflow_resilience.jsonvalue import check_json, encoded_size
@@ -62,12 +61,6 @@ _MISSING = object()
 #: The head is rewritten at least this often by a long attempt, so it never expires before the document
 #: it points to ([state_store] default_retention_days counts from a row's last write).
 HEAD_REFRESH_SECONDS = 86400.0
-
-#: Set by ``airflow_resilience.testing.CheckpointEnvironment`` so that ``Checkpoint.current()`` in code
-#: under a unit test returns an in-memory checkpoint instead of looking for a running Airflow task.
-_override: contextvars.ContextVar[Checkpoint | None] = contextvars.ContextVar(
-    "airflow_resilience_checkpoint", default=None
-)
 
 
 @dataclass(frozen=True)
@@ -101,8 +94,6 @@ class Checkpoint:
     ``Checkpoint(store, AttemptId(try_number=1))`` or use :mod:`airflow_resilience.testing`.
     """
 
-    _current: ClassVar[Checkpoint | None] = None
-    _current_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
         self,
@@ -219,28 +210,7 @@ class Checkpoint:
         :param flush_interval: seconds between writes of ``set``/``iterate`` progress; 0 writes at once.
             Defaults to ``[resilience] checkpoint_flush_interval``.
         """
-        override = _override.get()
-        if override is not None:
-            return override
-        with cls._current_lock:
-            existing = cls._current
-            if existing is not None and existing._is_for_running_attempt():
-                return existing
-            from airflow_resilience.airflow.runtime import checkpoint_for_running_task
-
-            ckpt = checkpoint_for_running_task(keep_on_clear=keep_on_clear, flush_interval=flush_interval)
-            cls._current = ckpt
-            return ckpt
-
-    def _is_for_running_attempt(self) -> bool:
-        try:
-            from airflow_resilience.airflow.runtime import running_attempt
-        except ImportError:  # pragma: no cover
-            return False
-        try:
-            return running_attempt() == self._attempt
-        except NoTaskContextError:
-            return False
+        return context.current().current_checkpoint(keep_on_clear, flush_interval)
 
     # ------------------------------------------------------------------ values
     @property

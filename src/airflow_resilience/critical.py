@@ -41,13 +41,24 @@ def take_pending() -> bool:
     return was
 
 
-@contextmanager
-def critical() -> Iterator[None]:
+def enter() -> None:
+    """Open a critical section (the start of a ``with critical():``, for callers that cannot use one)."""
     global _depth
     _depth += 1
+
+
+def leave() -> None:
+    """Close it; the outermost close delivers a deferred SIGTERM again."""
+    global _depth
+    _depth -= 1
+    if _depth == 0 and take_pending():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextmanager
+def critical() -> Iterator[None]:
+    enter()
     try:
         yield
     finally:
-        _depth -= 1
-        if _depth == 0 and take_pending():
-            os.kill(os.getpid(), signal.SIGTERM)
+        leave()

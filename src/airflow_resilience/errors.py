@@ -14,12 +14,8 @@ import sys
 # Subclass Airflow's AirflowFailException only where Airflow's Task SDK is already loaded (a task runner,
 # the dag-processor): importing it here would load Airflow's configuration — and create files in the
 # user's AIRFLOW_HOME — in processes that only use the pure core or the test harness.
+# The task runner imports airflow.sdk.exceptions before it loads a DAG file, so a task always sees it here.
 _sdk_exceptions = sys.modules.get("airflow.sdk.exceptions")
-if _sdk_exceptions is None and "airflow.sdk" in sys.modules:  # pragma: no cover - partial import order
-    try:
-        from airflow.sdk import exceptions as _sdk_exceptions
-    except ImportError:
-        _sdk_exceptions = None
 _NonRetryable = _sdk_exceptions.AirflowFailException if _sdk_exceptions is not None else Exception
 
 

@@ -308,10 +308,3 @@ class ExternalJob(Protocol):
     def cancel(self, job_id: Any) -> None:
         """Stop the job (called when a user stops the task, never on a drain)."""
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("ResumableOperator", "ExternalJobOperator", "SubmitOnceMixin"):
-        from airflow_resilience.airflow import operators
-
-        return getattr(operators, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,11 +26,13 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
+from airflow_resilience import context
 from airflow_resilience.errors import (
     CheckpointValueError,
     WatermarkBackwardsError,
@@ -472,6 +474,14 @@ class MemoryAttempt:
     def release(self, name: str, fence: int) -> None:
         self.store._apply(name, *release(self.store.records[name], self.who, fence))
 
+    @contextmanager
+    def running(self) -> Iterator[MemoryAttempt]:
+        """Inside the block this is the running attempt: ``Watermark(name)`` without a backend uses it
+        (a unit test of a task's own code). End it with :meth:`succeed` or :meth:`fail`."""
+        rt = context.AttemptRuntime(watermark_backend=lambda: self, label=f"unit test {self.who.ti_id}")
+        with context.running(rt):
+            yield self
+
     def succeed(self) -> None:
         """Play the task instance ending in success: commit every watermark this attempt holds."""
         self.store.status[self.who.ti_id] = HolderStatus.SUCCEEDED
@@ -545,10 +555,9 @@ class Watermark:
         backend = self._backend
         wait_timeout, poll = self._wait_timeout, self._poll_interval
         if backend is None:
-            from airflow_resilience.airflow.watermark_client import backend_for_running_task, wait_settings
-
-            backend = backend_for_running_task()
-            cfg_timeout, cfg_poll = wait_settings()
+            rt = context.current()
+            backend = rt.watermark_backend()
+            cfg_timeout, cfg_poll = rt.watermark_wait()
             wait_timeout = cfg_timeout if wait_timeout is None else wait_timeout
             poll = cfg_poll if poll is None else poll
         self._backend = backend
@@ -648,23 +657,18 @@ class Watermark:
             self._grant = None
 
 
-_open: list[Watermark] = []
-_end_actions: list[Callable[[bool], None]] = []
-
-
 def on_task_end(action: Callable[[bool], None]) -> None:
     """Run ``action(succeeded)`` once when this task instance ends, before its watermarks are committed.
 
     Sources that hold their own position (a replication slot) advance it here, only on success.
     """
-    _end_actions.append(action)
+    context.current_or_detached().end_actions.append(action)
 
 
 def end_of_task_actions() -> list[Callable[[bool], None]]:
-    """The registered actions, each handed out once."""
-    actions = list(_end_actions)
-    _end_actions.clear()
-    return actions
+    """The registered actions of the running attempt, each handed out once."""
+    rt = context.current_or_none()
+    return [] if rt is None else rt.take_end_actions()
 
 
 def _attempt_of(backend: Any) -> Any:
@@ -679,30 +683,32 @@ def _attempt_of(backend: Any) -> Any:
 def _held_by_same_attempt(name: str, backend: Any) -> Watermark | None:
     """The open watermark of ``name`` that the same attempt (the backend's holder) already holds."""
     mine = _attempt_of(backend)
-    for wm in _open:
+    for wm in context.current_or_detached().watermarks:
         if wm.name == name and wm._grant is not None and _attempt_of(wm._backend) == mine:
             return wm
     return None
 
 
 def _register(wm: Watermark) -> None:
-    _open.append(wm)
+    context.current_or_detached().watermarks.append(wm)
 
 
 def _unregister(wm: Watermark) -> None:
-    if wm in _open:
-        _open.remove(wm)
+    rt = context.current_or_none()
+    if rt is not None and wm in rt.watermarks:
+        rt.watermarks.remove(wm)
 
 
 def open_watermarks() -> Iterator[Watermark]:
-    """Watermarks of this process still held (their block ended without error)."""
-    return iter(list(_open))
+    """Watermarks of the running attempt still held (their block ended without error)."""
+    rt = context.current_or_none()
+    return iter([] if rt is None else list(rt.watermarks))
 
 
 def end_open_watermarks(succeeded: bool) -> list[Exception]:
-    """Commit (``succeeded``) or release every held watermark of this process; returns the errors."""
+    """Commit (``succeeded``) or release every held watermark of the running attempt; returns the errors."""
     errors: list[Exception] = []
-    for wm in list(_open):
+    for wm in list(open_watermarks()):
         try:
             wm._end(succeeded)
         except Exception as exc:  # one failed commit must not keep the others from being sent

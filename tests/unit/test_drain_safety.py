@@ -32,11 +32,13 @@ def test_unsafe_frames(module: str, unsafe: bool) -> None:
 
 
 def test_inside_a_store_call_is_unsafe() -> None:
-    execution.store_call_started()
+    from airflow_resilience import critical
+
+    critical.enter()  # what the task's state-store client does around each supervisor request
     try:
         assert execution._unsafe_to_interrupt(frame_in("my_dag_file"))
     finally:
-        execution.store_call_finished()
+        critical.leave()
     assert not execution._unsafe_to_interrupt(frame_in("my_dag_file"))
 
 

@@ -184,7 +184,7 @@ class CeleryWorkerWatch:
         from airflow.utils.state import TaskInstanceState
 
         from airflow_resilience.airflow.execution import EVIDENCE_KEY
-        from airflow_resilience.airflow.scheduler import _scope, _set
+        from airflow_resilience.airflow.ti_state import task_scope, write_json
 
         if not recheck:
             log.warning("airflow-resilience: %s", worker.note())
@@ -244,9 +244,9 @@ class CeleryWorkerWatch:
                     note = worker.note() + (
                         "; the task was running there" if started else "; it had taken the workload but not started it"
                     )
-                _set(
+                write_json(
                     backend,
-                    _scope(ti),
+                    task_scope(ti),
                     EVIDENCE_KEY,
                     {
                         "try_number": ti.try_number,

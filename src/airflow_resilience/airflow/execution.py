@@ -34,6 +34,7 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 from airflow_resilience.airflow import metrics
+from airflow_resilience.airflow.compat import SUPERVISOR_MODULES
 from airflow_resilience.airflow.accounting import (
     ATTEMPT_KEY,
     ENDING_VERDICTS,
@@ -242,9 +243,7 @@ _state = threading.local()
 #: in the middle of a request to its supervisor (the reply would then be read by the next request), of a log
 #: write or of an import. (A user's own ``httpx`` call is interruptible: only ours are listed.)
 UNSAFE_MODULES = (
-    "airflow.sdk.execution_time.comms",
-    "airflow.sdk.execution_time.supervisor",
-    "airflow.sdk.api",
+    *SUPERVISOR_MODULES,
     "airflow_resilience.airflow.store",
     "airflow_resilience.airflow.watermark_client",
     "airflow_resilience.airflow.metrics",
@@ -258,20 +257,6 @@ UNSAFE_MODULES = (
 #: modules call stays interruptible. (Not the operators' module: its polling loop sleeps in its own frame
 #: and must drain.) Neither module waits in its own frames.
 OWN_MODULES = ("airflow_resilience.checkpoint", "airflow_resilience.resumable")
-
-
-def store_call_started() -> None:
-    from airflow_resilience import critical
-
-    critical._depth += 1
-
-
-def store_call_finished() -> None:
-    from airflow_resilience import critical
-
-    critical._depth -= 1
-    if critical._depth == 0 and critical.take_pending():
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _unsafe_to_interrupt(frame: Any) -> bool:
@@ -332,10 +317,9 @@ def install_drain_handler() -> None:
     previous = current
 
     def on_term(signum, frame):
-        from airflow_resilience import critical
-        from airflow_resilience.airflow import runtime
+        from airflow_resilience import context, critical
 
-        for ckpt in runtime._open_checkpoints:
+        for ckpt in context.open_checkpoints():
             ckpt.request_flush()
         if getattr(_state, "draining", False):
             return

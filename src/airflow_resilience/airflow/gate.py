@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import signal
 from typing import Any
 
 from typing import TYPE_CHECKING
+
+from airflow_resilience.airflow.compat import STATE_PATH
 
 if TYPE_CHECKING:  # every process that loads plugins imports this module: the core is imported on use
     from airflow_resilience.judge import Judgement
 
 log = logging.getLogger(__name__)
 
-STATE_PATH = re.compile(r"^/execution/task-instances/([0-9a-fA-F-]{32,36})/state$")
 REPORTED = frozenset({"failed", "up_for_retry"})
 #: Larger bodies are not read for judgement (a state report is a few hundred bytes).
 MAX_BODY = 64 * 1024
@@ -190,7 +190,7 @@ def _judge(ti_id: str, payload: dict, cfg: Any) -> Judgement | None:
     from airflow_resilience.airflow import accounting
     from airflow_resilience.airflow.accounting import ATTEMPT_KEY, budget_of, now
     from airflow_resilience.airflow.execution import attempt_had_checkpoint
-    from airflow_resilience.airflow.scheduler import _get, _scope, _set, applies
+    from airflow_resilience.airflow.ti_state import applies, read_json, task_scope, write_json
     from airflow_resilience.budget import BudgetPolicy
     from airflow_resilience.causes import Evidence, classify
     from airflow_resilience.judge import Outcome, judge
@@ -207,11 +207,11 @@ def _judge(ti_id: str, payload: dict, cfg: Any) -> Judgement | None:
         if not applies(cfg, ti.dag_id, session):
             return None
         backend = get_state_backend()
-        scope = _scope(ti)
+        scope = task_scope(ti)
         try_number = int(ti.try_number)
         max_tries = int(ti.max_tries or 0)
-        ledger = Ledger.from_json(_get(backend, scope, LEDGER_KEY, session))
-        attempt = _get(backend, scope, ATTEMPT_KEY, session)
+        ledger = Ledger.from_json(read_json(backend, scope, LEDGER_KEY, session))
+        attempt = read_json(backend, scope, ATTEMPT_KEY, session)
         own = ledger.record_for(try_number)
         if own is not None and own.verdict == "pending":
             cause = own.cause  # the runner drained and said why
@@ -236,7 +236,7 @@ def _judge(ti_id: str, payload: dict, cfg: Any) -> Judgement | None:
         class _Store:
             @staticmethod
             def get(key: str) -> Any:
-                return _get(backend, scope, key, session)
+                return read_json(backend, scope, key, session)
 
         judgement = judge(
             ledger, try_number=try_number, max_tries=max_tries, cause=cause,
@@ -258,7 +258,7 @@ def _judge(ti_id: str, payload: dict, cfg: Any) -> Judgement | None:
             if getattr(raised, "rowcount", 0) != 1:
                 session.rollback()
                 return None  # the row moved on under us: leave the report to Airflow
-        accounting.write(judgement, lambda key, value: _set(backend, scope, key, value, session))
+        accounting.write(judgement, lambda key, value: write_json(backend, scope, key, value, session))
         if judgement.outcome is Outcome.FAIL and judgement.new:
             from airflow.models.log import Log
 

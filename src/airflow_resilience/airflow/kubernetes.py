@@ -137,7 +137,7 @@ class KubernetesPodWatch:
 
         from airflow_resilience.airflow.accounting import EVIDENCE_KEY
         from airflow_resilience.airflow.runtime import settings
-        from airflow_resilience.airflow.scheduler import _scope, _set, applies
+        from airflow_resilience.airflow.ti_state import applies, task_scope, write_json
         from airflow_resilience.signals.kubernetes import notable, pod_facts
 
         self.seen = None
@@ -177,7 +177,7 @@ class KubernetesPodWatch:
                 node_name = (pod.get("spec") or {}).get("nodeName")
                 facts = {"try_number": try_number, **pod_facts(pod, nodes.get(node_name))}
                 if notable(facts) and self._written.get(uid) != facts:
-                    _set(backend, _scope(ti), K8S_KEY, facts, session)
+                    write_json(backend, task_scope(ti), K8S_KEY, facts, session)
                     self._written[uid] = facts
                     log.info("airflow-resilience: pod %s of %s: %s", facts.get("pod"), ti.key, facts)
                 if ti.state == TaskInstanceState.RUNNING and node_name and self._node_lost(ti, node_name, key):
@@ -185,7 +185,7 @@ class KubernetesPodWatch:
                     beat = ti.last_heartbeat_at
                     note = (f"node {node_name} stopped renewing its Lease {silent:.0f} s ago and the task's heartbeat "
                             f"is {_age(beat):.0f} s old: pod {facts.get('pod')} is on a lost node")
-                    _set(backend, _scope(ti), EVIDENCE_KEY,
+                    write_json(backend, task_scope(ti), EVIDENCE_KEY,
                          {"try_number": try_number, "worker_lost": True, "note": note, "node": node_name, "detected_at": time.time()}, session)
                     ti.last_heartbeat_at = datetime.now(timezone.utc) - timedelta(seconds=self.heartbeat_timeout + 60)
                     self._lost_reported.add(key)
@@ -228,14 +228,14 @@ def avoid_lost_node(pod: Any) -> None:
         from airflow.state import get_state_backend
         from airflow.utils.session import create_session
 
-        from airflow._shared.state import TaskScope
+        from airflow_resilience.airflow.compat import TaskScope
 
         from airflow_resilience.airflow.accounting import EVIDENCE_KEY
-        from airflow_resilience.airflow.scheduler import _get
+        from airflow_resilience.airflow.ti_state import read_json
 
         scope = TaskScope(dag_id=ann["dag_id"], run_id=ann["run_id"], task_id=ann["task_id"], map_index=int(ann.get("map_index", -1)))
         with create_session() as session:
-            found = _get(get_state_backend(), scope, EVIDENCE_KEY, session) or {}
+            found = read_json(get_state_backend(), scope, EVIDENCE_KEY, session) or {}
         node = found.get("node")
         if not (found.get("worker_lost") and node and found.get("try_number") == try_number - 1):
             return

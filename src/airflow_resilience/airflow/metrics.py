@@ -134,10 +134,7 @@ def dotted_patterns(prefix: str = "") -> dict[str, Metric]:
 #: Airflow has two copies of its Stats module: the Task SDK's (set up by the task runner) and core's (set up by
 #: the scheduler, the API server, the triggerer, the dag processor, executors). The one set up in this process
 #: is the one that sends anywhere.
-_STATS_MODULES = (
-    "airflow.sdk._shared.observability.metrics.stats",
-    "airflow._shared.observability.metrics.stats",
-)
+from airflow_resilience.airflow.compat import STATS_MODULES as _STATS_MODULES  # noqa: E402
 
 
 def _stats() -> Any:
@@ -179,10 +176,12 @@ def initialize_here() -> None:
     """Set up Airflow's (core) Stats from ``[metrics]`` in a process of ours that Airflow did not start (the
     lost-worker detector), as the scheduler does for itself. Never raises."""
     try:
-        from airflow._shared.observability.metrics import stats
         from airflow.configuration import conf
         from airflow.observability.metrics import stats_utils
 
+        from airflow_resilience.airflow.compat import core_stats
+
+        stats = core_stats()
         if getattr(stats, "_factory", None) is None:
             stats.initialize(
                 factory=stats_utils.get_stats_factory(),

@@ -22,11 +22,30 @@ log = logging.getLogger(__name__)
 class _CheckpointListener:
     """Runs in the task runner process: writes batched checkpoint progress when the task ends."""
 
+    @hookimpl
+    def on_task_instance_running(self, previous_state, task_instance):
+        """Hand the core this attempt's runtime (before ``pre_execute`` and ``execute``; reads nothing)."""
+        if type(task_instance).__module__ == "airflow.models.taskinstance":
+            return  # not a task runner
+        try:
+            from airflow_resilience.airflow.host import begin_attempt
+
+            begin_attempt(task_instance)
+        except Exception:  # a listener must not change the task's outcome
+            log.exception("airflow-resilience: could not set up this attempt's runtime")
+
+    @staticmethod
+    def _end_attempt() -> None:
+        host = sys.modules.get("airflow_resilience.airflow.host")
+        if host is not None:
+            host.end_attempt()
+
     @staticmethod
     def _flush() -> None:
-        runtime = sys.modules.get("airflow_resilience.airflow.runtime")
-        if runtime is None:  # no checkpoint was opened in this process
+        context = sys.modules.get("airflow_resilience.context")
+        if context is None or not context.open_checkpoints():  # no checkpoint was opened in this attempt
             return
+        from airflow_resilience.airflow import runtime
         from airflow_resilience.errors import StaleAttemptError
 
         try:
@@ -40,7 +59,7 @@ class _CheckpointListener:
     def _end_watermarks(succeeded: bool) -> None:
         """Commit (after success was recorded) or release what this process's watermarks hold."""
         watermark = sys.modules.get("airflow_resilience.watermark")
-        if watermark is None:  # no watermark was opened in this process
+        if watermark is None:  # no watermark was opened in this attempt
             return
         import time
 
@@ -115,6 +134,7 @@ class _CheckpointListener:
             return
         self._flush()
         self._end_watermarks(True)
+        self._end_attempt()
 
     @hookimpl
     def on_task_instance_failed(self, previous_state, task_instance, error):
@@ -132,6 +152,7 @@ class _CheckpointListener:
         self._flush()
         self._end_watermarks(False)
         self._ended(task_instance, "failed")
+        self._end_attempt()
 
     @hookimpl
     def on_starting(self, component):

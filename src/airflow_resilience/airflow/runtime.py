@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import signal
 import threading
-import weakref
 from typing import TYPE_CHECKING
 
+from airflow_resilience import context
 from airflow_resilience.attempt import AttemptId
 from airflow_resilience.config import SECTION, Settings, load_settings
 from airflow_resilience.errors import NoTaskContextError
 
 if TYPE_CHECKING:
     from airflow_resilience.checkpoint import Checkpoint
-
-_open_checkpoints: weakref.WeakSet[Checkpoint] = weakref.WeakSet()
 
 
 def settings() -> Settings:
@@ -53,7 +51,7 @@ def running_attempt() -> AttemptId:
     )
 
 
-def checkpoint_for_running_task(*, keep_on_clear: bool | None, flush_interval: float | None) -> Checkpoint:
+def checkpoint_for_running_task(keep_on_clear: bool | None, flush_interval: float | None) -> Checkpoint:
     from airflow_resilience.airflow.store import TaskStateStore
     from airflow_resilience.checkpoint import Checkpoint
 
@@ -66,7 +64,6 @@ def checkpoint_for_running_task(*, keep_on_clear: bool | None, flush_interval: f
         keep_on_clear=cfg.checkpoint_keep_on_clear if keep_on_clear is None else keep_on_clear,
         flush_interval=cfg.checkpoint_flush_interval if flush_interval is None else flush_interval,
     )
-    _open_checkpoints.add(ckpt)
     _hook_sigterm()
     return ckpt
 
@@ -83,7 +80,7 @@ def _hook_sigterm() -> None:
         return  # already chained in front of the task runner's handler
 
     def on_term(signum, frame):
-        for ckpt in list(_open_checkpoints):
+        for ckpt in context.open_checkpoints():
             ckpt.request_flush()
         if callable(previous):
             previous(signum, frame)
@@ -94,6 +91,6 @@ def _hook_sigterm() -> None:
 
 def flush_open_checkpoints() -> None:
     """Write pending checkpoint progress (called by the listener when the task ends)."""
-    for ckpt in list(_open_checkpoints):
+    for ckpt in context.open_checkpoints():
         if not ckpt.fenced:
             ckpt.flush()

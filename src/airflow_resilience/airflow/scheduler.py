@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -35,44 +34,9 @@ from airflow_resilience.judge import Judgement, Outcome, judge
 from airflow_resilience.ledger import LEDGER_KEY, Ledger
 from airflow_resilience.signals.cgroup import oom_evidence, read_oom_kills
 from airflow_resilience.signals.process import pid_alive
+from airflow_resilience.airflow.ti_state import applies, read_json, task_scope, write_json
 
 log = logging.getLogger(__name__)
-
-
-def _scope(ti: Any):
-    from airflow._shared.state import TaskScope
-
-    return TaskScope(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index)
-
-
-def _get(backend: Any, scope: Any, key: str, session: Any) -> Any:
-    raw = backend.get(scope, key, session=session)
-    return None if raw is None else json.loads(raw)
-
-
-def _set(backend: Any, scope: Any, key: str, value: Any, session: Any) -> None:
-    from airflow_resilience.airflow.runtime import settings
-
-    days = settings().bookkeeping_retention_days
-    expires_at = datetime.now(timezone.utc) + timedelta(days=days) if days > 0 else None
-    backend.set(scope, key, json.dumps(value), session=session, expires_at=expires_at)
-
-
-def dag_tags(dag_id: str, session: Any) -> list[str]:
-    from sqlalchemy import select
-
-    from airflow.models.dag import DagTag
-
-    return list(session.scalars(select(DagTag.name).where(DagTag.dag_id == dag_id)))
-
-
-def applies(cfg: Any, dag_id: str, session: Any) -> bool:
-    """``enabled``, and with ``selective_enable`` the DAG carries ``enable_tag`` (read from the DB)."""
-    from airflow_resilience.config import applies_to
-
-    if not cfg.enabled:
-        return False
-    return applies_to(cfg, dag_tags(dag_id, session) if cfg.selective_enable else ())
 
 
 def _evidence_for(try_number: int, attempt: dict, found: dict, error: Any, pod: dict | None = None) -> Evidence:
@@ -167,14 +131,15 @@ def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg
     from airflow_resilience.airflow.accounting import ATTEMPT_KEY, EVIDENCE_KEY, budget_of, now
     from airflow_resilience.airflow.execution import attempt_had_checkpoint
 
-    seen = re.search(r"state attribute is (\w+)", str(error or ""))
-    user_cleared = bool(seen and seen.group(1) == "restarting")
+    from airflow_resilience.airflow.compat import reported_state_attribute
+
+    user_cleared = reported_state_attribute(error) == "restarting"
     if user_cleared:
         previous_state = None  # a user cleared the running task instance: manual, not a loss
     backend = get_state_backend()
-    scope = _scope(ti)
+    scope = task_scope(ti)
     try_number = int(ti.try_number)
-    found = _get(backend, scope, EVIDENCE_KEY, session) or {}
+    found = read_json(backend, scope, EVIDENCE_KEY, session) or {}
     # A workload taken by a worker that died before starting it: the Celery watch left this evidence.
     lost_while_queued = bool(found.get("worker_lost")) and found.get("try_number") == try_number
     if seen and seen.group(1) not in {"running", "restarting"} and not (seen.group(1) == "queued" and lost_while_queued):
@@ -182,8 +147,8 @@ def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg
         # example after a drain's reschedule): not a lost worker. Stock handling applies.
         log.info("airflow-resilience: %s: executor report for a task instance in state %s: not classified", ti.key, seen.group(1))
         return
-    ledger = Ledger.from_json(_get(backend, scope, LEDGER_KEY, session))
-    attempt = _get(backend, scope, ATTEMPT_KEY, session) or {}
+    ledger = Ledger.from_json(read_json(backend, scope, LEDGER_KEY, session))
+    attempt = read_json(backend, scope, ATTEMPT_KEY, session) or {}
     max_tries = int(ti.max_tries or 0)
     clear_number = getattr(getattr(ti, "dag_run", None), "clear_number", None)
     defaults = BudgetPolicy(infra_retries=cfg.infra_retries, breaker_threshold=cfg.breaker_threshold)
@@ -202,17 +167,17 @@ def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg
         if attempt.get("k8s_pod") is not None:
             from airflow_resilience.airflow.kubernetes import K8S_KEY, live_pod_facts
 
-            pod = _get(backend, scope, K8S_KEY, session)
+            pod = read_json(backend, scope, K8S_KEY, session)
             if not (isinstance(pod, dict) and pod.get("try_number") == try_number):
                 pod = live_pod_facts(ti)  # the executor's report came before the pod watch saw the pod
                 if pod:
-                    _set(backend, scope, K8S_KEY, pod, session)  # kept with the verdict: the pod may go
+                    write_json(backend, scope, K8S_KEY, pod, session)  # kept with the verdict: the pod may go
         cause = classify(_evidence_for(try_number, attempt, found, error, pod))
 
     class _Store:  # attempt_had_checkpoint reads through a get(key)
         @staticmethod
         def get(key: str) -> Any:
-            return _get(backend, scope, key, session)
+            return read_json(backend, scope, key, session)
 
     judgement = judge(
         ledger, try_number=try_number, max_tries=max_tries, cause=cause,
@@ -221,7 +186,7 @@ def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg
     )
     if not judgement.new:
         return  # judged before (by the failure gate or an earlier report): its verdict stands
-    accounting.write(judgement, lambda key, value: _set(backend, scope, key, value, session))
+    accounting.write(judgement, lambda key, value: write_json(backend, scope, key, value, session))
     if previous_state is None:
         return
     apply_to_task_instance(ti, judgement, session)
@@ -315,8 +280,8 @@ class LostWorkerDetector:
                 )
             ).all()
             for ti in running:
-                scope = _scope(ti)
-                attempt = _get(backend, scope, ATTEMPT_KEY, session)
+                scope = task_scope(ti)
+                attempt = read_json(backend, scope, ATTEMPT_KEY, session)
                 if not isinstance(attempt, dict) or attempt.get("try_number") != ti.try_number:
                     continue
                 if cfg.selective_enable and not applies(cfg, ti.dag_id, session):
@@ -336,7 +301,7 @@ class LostWorkerDetector:
                     f"supervisor pid {supervisor} on {host} is gone; task runner pid {runner} "
                     + ("was orphaned and has been killed" if runner_alive else "is gone")
                 )
-                _set(
+                write_json(
                     backend,
                     scope,
                     EVIDENCE_KEY,

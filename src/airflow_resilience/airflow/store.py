@@ -86,22 +86,23 @@ class TaskStateStore:
 
     def _send(self, key: str, what: str, msg: Any) -> Any:
         from airflow.sdk.exceptions import AirflowRuntimeError
-        from airflow.sdk.execution_time.comms import ErrorResponse
-        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
-        from airflow_resilience.airflow.execution import store_call_finished, store_call_started
+        from airflow_resilience import critical
+        from airflow_resilience.airflow.compat import comms_messages, supervisor_comms
+
+        ErrorResponse = comms_messages()["error"]
 
         # A SIGTERM drain that arrives during the call is delivered again after it, never mid-request; an
         # execution_timeout alarm (SIGALRM) is held until the answer is read: an exception raised in the
         # middle of a request would leave its answer in the socket for the next request to read.
-        store_call_started()
+        critical.enter()
         held = _hold_alarm()
         try:
-            resp = SUPERVISOR_COMMS.send(msg)
+            resp = supervisor_comms().send(msg)
         except AirflowRuntimeError as exc:
             self._raise(key, what, exc.error)
         finally:
-            store_call_finished()
+            critical.leave()
             _release_alarm(held)  # last: a pending timeout raises from here
         if isinstance(resp, ErrorResponse):
             from airflow.sdk.exceptions import ErrorType
@@ -125,32 +126,34 @@ class TaskStateStore:
 
     def get(self, key: str) -> Any | None:
         from airflow.sdk.exceptions import ErrorType
-        from airflow.sdk.execution_time.comms import ErrorResponse, GetTaskStateStore
 
-        resp = self._send_retrying(key, "read", GetTaskStateStore(ti_id=self._ti_id, key=key))
-        if isinstance(resp, ErrorResponse) and resp.error == ErrorType.TASK_STORE_NOT_FOUND:
+        from airflow_resilience.airflow.compat import comms_messages
+
+        msgs = comms_messages()
+        resp = self._send_retrying(key, "read", msgs["get"](ti_id=self._ti_id, key=key))
+        if isinstance(resp, msgs["error"]) and resp.error == ErrorType.TASK_STORE_NOT_FOUND:
             return None
         return resp.value
 
     def set(self, key: str, value: Any, *, retention_days: int | None = None) -> None:
         """Write ``key``; kept ``retention_days`` (default: ``[state_store] default_retention_days``)."""
-        from airflow.sdk.execution_time.comms import SetTaskStateStore
+        from airflow_resilience.airflow.compat import comms_messages
 
         days = self._retention_days if retention_days is None else retention_days
         expires_at = None
         if days > 0:
             expires_at = datetime.now(tz=timezone.utc) + timedelta(days=days)
         started = time.perf_counter()
-        self._send_retrying(key, "write", SetTaskStateStore(ti_id=self._ti_id, key=key, value=value, expires_at=expires_at))
+        self._send_retrying(key, "write", comms_messages()["set"](ti_id=self._ti_id, key=key, value=value, expires_at=expires_at))
         if self._write_timer is not None:  # in this module: a SIGTERM drain waits until the metric is sent
             from airflow_resilience.airflow import metrics
 
             metrics.timing(self._write_timer, (time.perf_counter() - started) * 1000)
 
     def delete(self, key: str) -> None:
-        from airflow.sdk.execution_time.comms import DeleteTaskStateStore
+        from airflow_resilience.airflow.compat import comms_messages
 
-        self._send_retrying(key, "delete", DeleteTaskStateStore(ti_id=self._ti_id, key=key))
+        self._send_retrying(key, "delete", comms_messages()["delete"](ti_id=self._ti_id, key=key))
 
     def _raise(self, key: str, what: str, resp: Any) -> NoReturn:
         detail = resp.detail if isinstance(resp.detail, dict) else {}

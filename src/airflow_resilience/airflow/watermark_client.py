@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 #: Commit right after the success is recorded: if the API server has not yet seen it, ask again.
 COMMIT_PAUSES = (0.2, 0.5, 1.0, 2.0)
 
-_nonces: dict[str, str] = {}
 
 
 def api_url(configured: str, execution_api_url: str, base_url: str) -> str:
@@ -147,29 +146,35 @@ def wait_settings() -> tuple[float, float]:
     return cfg.watermark_wait_timeout, cfg.watermark_poll_interval
 
 
-def backend_for_running_task() -> HttpWatermarkBackend:
-    """The backend of the running try (writes its proof into its task state store the first time)."""
-    from airflow_resilience.airflow.runtime import _context, settings
+class BackendFactory:
+    """``factory()`` is the backend of the running try. One factory per attempt (its runtime holds it):
+    the first call writes the try's proof into its task state store; later calls reuse the nonce."""
 
-    ti = _context()["ti"]
-    who = Holder(
-        ti_id=str(ti.id),
-        dag_id=ti.dag_id,
-        run_id=ti.run_id,
-        task_id=ti.task_id,
-        map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
-        try_number=int(ti.try_number),
-    )
-    nonce = _nonces.get(who.ti_id)
-    if nonce is None:
-        nonce = secrets.token_hex(32)
-        proof = {"ti_id": who.ti_id, "sha256": hashlib.sha256(nonce.encode()).hexdigest()}
-        TaskStateStore.for_task_instance(ti).set(AUTH_KEY, proof)
-        _nonces[who.ti_id] = nonce
-    conf = _conf()
-    url = api_url(
-        settings().api_url,
-        conf.get("core", "execution_api_server_url", fallback="") or "",
-        conf.get("api", "base_url", fallback="") or "",
-    )
-    return HttpWatermarkBackend(url, who, nonce)
+    def __init__(self) -> None:
+        self._nonces: dict[str, str] = {}
+
+    def __call__(self) -> HttpWatermarkBackend:
+        from airflow_resilience.airflow.runtime import _context, settings
+
+        ti = _context()["ti"]
+        who = Holder(
+            ti_id=str(ti.id),
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) is not None else -1),
+            try_number=int(ti.try_number),
+        )
+        nonce = self._nonces.get(who.ti_id)
+        if nonce is None:
+            nonce = secrets.token_hex(32)
+            proof = {"ti_id": who.ti_id, "sha256": hashlib.sha256(nonce.encode()).hexdigest()}
+            TaskStateStore.for_task_instance(ti).set(AUTH_KEY, proof)
+            self._nonces[who.ti_id] = nonce
+        conf = _conf()
+        url = api_url(
+            settings().api_url,
+            conf.get("core", "execution_api_server_url", fallback="") or "",
+            conf.get("api", "base_url", fallback="") or "",
+        )
+        return HttpWatermarkBackend(url, who, nonce)

@@ -30,9 +30,9 @@ from typing import Any
 from airflow.providers.databricks.operators.databricks import (
     DatabricksRunNowOperator,
     DatabricksSubmitRunOperator,
-    _handle_deferrable_databricks_operator_execution,
 )
 
+from airflow_resilience.airflow.compat import databricks_deferrable_execution
 from airflow_resilience.airflow.operators import SubmitOnceMixin
 
 
@@ -59,7 +59,7 @@ class ResumableDatabricksMixin(SubmitOnceMixin):
         if isinstance(self, DatabricksRunNowOperator) and not getattr(self, "_merged_json", None):
             self._merged_json = self._build_run_now_payload()
         self.before_defer(context)
-        _handle_deferrable_databricks_operator_execution(self, self._hook, self.log, context)  # type: ignore[attr-defined]
+        databricks_deferrable_execution()(self, self._hook, self.log, context)  # type: ignore[attr-defined]
         return None
 
     def before_defer(self, context: Any) -> None:

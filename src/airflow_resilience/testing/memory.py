@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow_resilience.attempt import AttemptId
-from airflow_resilience.checkpoint import Checkpoint, _override
+from airflow_resilience import context
+from airflow_resilience.checkpoint import Checkpoint
 from airflow_resilience.store import DEFAULT_MAX_VALUE_BYTES, MemoryTaskStore
 
 
@@ -52,11 +53,13 @@ class CheckpointEnvironment:
     def attempt(self, **kwargs: Any) -> Iterator[Checkpoint]:
         """Run the next try: inside the block ``Checkpoint.current()`` returns its checkpoint."""
         ckpt = self.new_checkpoint(**kwargs)
-        token = _override.set(ckpt)
+        rt = context.AttemptRuntime(open_checkpoint=lambda *_: ckpt, label=f"unit test try {self.try_number}")
+        rt.current_checkpoint(None, None)  # registered as the attempt's checkpoint (what the SIGTERM flush sees)
+        token = context.begin(rt)
         try:
             yield ckpt
         finally:
-            _override.reset(token)
+            context.end(token)
             try:
                 ckpt.flush()  # what the task-end listener does in Airflow
             except Exception:

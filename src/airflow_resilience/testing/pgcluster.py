@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_resilience.testing.services import free_port, postgres_bin_dir
+from airflow_resilience.testing.local import free_port, postgres_bin_dir
 
 
 class PostgresUnavailable(RuntimeError):

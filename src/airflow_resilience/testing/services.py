@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airflow_resilience.testing.local import free_port, postgres_bin_dir  # noqa: F401 (re-exported)
+
 log = logging.getLogger("airflow_resilience.testing")
 
 PG_ENV = "AIRFLOW_RESILIENCE_TEST_PG"
@@ -43,12 +45,6 @@ class ServiceMissing(RuntimeError):
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse_address(value: str, *, key: str) -> tuple[str, int]:
@@ -95,16 +91,6 @@ def postgres_answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return True
     except Exception:
         return False
-
-
-def postgres_bin_dir() -> Path | None:
-    """The newest directory holding ``initdb``, ``pg_ctl`` and ``postgres``, or None."""
-    for candidate in (shutil.which("pg_ctl"), *sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)):
-        if candidate and os.access(candidate, os.X_OK):
-            path = Path(candidate).resolve().parent
-            if (path / "initdb").exists() and (path / "postgres").exists():
-                return path
-    return None
 
 
 def redis_server_bin() -> str | None:
