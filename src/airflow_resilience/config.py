@@ -13,31 +13,6 @@ from dataclasses import dataclass
 from airflow_resilience.errors import ConfigurationError
 from airflow_resilience.options import OPTIONS, SECTION
 
-@dataclass(frozen=True)
-class Settings:
-    """Validated ``[resilience]`` settings."""
-
-    checkpoint_flush_interval: float = 0.0
-    checkpoint_keep_on_clear: bool = False
-    enabled: bool = True
-    selective_enable: bool = False
-    enable_tag: str = "resilience"
-    infra_retries: int = 3
-    breaker_threshold: int = 3
-    drain_on_sigterm: bool = True
-    lost_worker_check_interval: float = 2.0
-    bookkeeping_retention_days: int = 30
-    infra_retry_delay: float = 2.0
-    cloud_providers: tuple[str, ...] = ()
-    watermark_wait_timeout: float = 600.0
-    watermark_history_retention_days: float = 90.0
-    watermark_poll_interval: float = 0.5
-    api_url: str = ""
-    celery_drain_grace: float = 20.0
-    celery_worker_lost_after: float = 10.0
-    kubernetes_node_lost_after: float = 20.0
-
-
 _TRUE = {"true", "1", "yes", "on", "t", "y"}
 _FALSE = {"false", "0", "no", "off", "f", "n"}
 
@@ -82,6 +57,37 @@ def _parse(option: str, kind: str, raw: str) -> object:
             return False
         raise ConfigurationError(f"{where}: expected True or False")
     raise AssertionError(kind)
+
+
+def _default(option: str) -> object:
+    """An option's default, parsed from its declaration in :mod:`airflow_resilience.options` (written once)."""
+    kind, raw, _doc = OPTIONS[option]
+    return _parse(option, kind, raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated ``[resilience]`` settings."""
+
+    checkpoint_flush_interval: float = _default("checkpoint_flush_interval")
+    checkpoint_keep_on_clear: bool = _default("checkpoint_keep_on_clear")
+    enabled: bool = _default("enabled")
+    selective_enable: bool = _default("selective_enable")
+    enable_tag: str = _default("enable_tag")
+    infra_retries: int = _default("infra_retries")
+    breaker_threshold: int = _default("breaker_threshold")
+    drain_on_sigterm: bool = _default("drain_on_sigterm")
+    lost_worker_check_interval: float = _default("lost_worker_check_interval")
+    bookkeeping_retention_days: int = _default("bookkeeping_retention_days")
+    infra_retry_delay: float = _default("infra_retry_delay")
+    cloud_providers: tuple[str, ...] = _default("cloud_providers")
+    watermark_wait_timeout: float = _default("watermark_wait_timeout")
+    watermark_history_retention_days: float = _default("watermark_history_retention_days")
+    watermark_poll_interval: float = _default("watermark_poll_interval")
+    api_url: str = _default("api_url")
+    celery_drain_grace: float = _default("celery_drain_grace")
+    celery_worker_lost_after: float = _default("celery_worker_lost_after")
+    kubernetes_node_lost_after: float = _default("kubernetes_node_lost_after")
 
 
 def load_settings(get: Callable[[str], str | None]) -> Settings:

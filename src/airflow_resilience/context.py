@@ -43,6 +43,13 @@ def _no_watermarks() -> WatermarkBackend:
     raise NoTaskContextError(NO_RUNTIME)
 
 
+def default_watermark_wait() -> tuple[float, float]:
+    """``[resilience] watermark_wait_timeout`` and ``watermark_poll_interval`` as declared."""
+    from airflow_resilience.config import Settings
+
+    return Settings.watermark_wait_timeout, Settings.watermark_poll_interval  # type: ignore[return-value]
+
+
 @dataclass(eq=False)
 class AttemptRuntime:
     """What the core needs from the host of one attempt, and the objects that attempt has open.
@@ -56,7 +63,7 @@ class AttemptRuntime:
 
     open_checkpoint: Callable[[bool | None, float | None], Checkpoint] | None = None
     watermark_backend: Callable[[], WatermarkBackend] = _no_watermarks
-    watermark_wait: Callable[[], tuple[float, float]] = lambda: (600.0, 0.5)
+    watermark_wait: Callable[[], tuple[float, float]] = default_watermark_wait
     clock: Callable[[], float] = time.monotonic
     #: A label for logs and errors ("dag.task run try 2", "unit test").
     label: str = ""

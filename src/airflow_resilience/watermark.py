@@ -568,8 +568,10 @@ class Watermark:
                 f"it again at {here} would hand out a new hold and drop what the first one staged. Use the first "
                 "'wm' (advance it again to move further), or end its 'with' block with an error to release it"
             )
-        wait_timeout = 600.0 if wait_timeout is None else wait_timeout
-        poll = 0.5 if poll is None else poll
+        if wait_timeout is None or poll is None:  # an explicit backend: the declared defaults
+            default_timeout, default_poll = context.default_watermark_wait()
+            wait_timeout = default_timeout if wait_timeout is None else wait_timeout
+            poll = default_poll if poll is None else poll
         start = self._clock()
         while True:
             answer = backend.acquire(self.name)
