@@ -13,8 +13,12 @@ watermark_db = pytest.importorskip("airflow_resilience.airflow.watermark_db")
 def test_old_history_rows_are_pruned_on_the_next_change(tmp_path: Path) -> None:
     from sqlalchemy import create_engine
 
+    from airflow_resilience.airflow.db_manager import upgrade
+
     now = [1_000_000.0]
-    service = watermark_db.SqlWatermarks(create_engine(f"sqlite:///{tmp_path / 'wm.db'}"), clock=lambda: now[0])
+    engine = create_engine(f"sqlite:///{tmp_path / 'wm.db'}")
+    upgrade(engine)  # the tables come from the migrations (`airflow db migrate`), never from the service
+    service = watermark_db.SqlWatermarks(engine, clock=lambda: now[0])
     service.history_retention_days = 30
     for value in (1, 2, 3):
         service.set("orders", value, actor="test")

@@ -30,6 +30,8 @@ def _drill_args() -> tuple[Arg, ...]:
 
 
 def get_cli_commands() -> list[GroupCommand]:
+    from airflow_resilience.airflow.cli_db import db_commands, migrate_command
+
     checkpoint = GroupCommand(
         name="checkpoint",
         help="Inspect or reset the checkpoint of a task instance",
@@ -88,7 +90,7 @@ def get_cli_commands() -> list[GroupCommand]:
                 force,
             ),
             wm("reset", "Forget a watermark's value (the next run reads its default), audited", wm_name, _YES, force),
-            wm("migrate", "Create or upgrade the watermark tables in the metadata database"),
+            migrate_command("Create or upgrade the watermark tables (what `airflow db migrate` does for them)"),
         ),
     )
     drill = ActionCommand(
@@ -115,6 +117,7 @@ def get_cli_commands() -> list[GroupCommand]:
     )
     return [
         GroupCommand(
-            name="resilience", help="airflow-resilience commands", subcommands=(checkpoint, watermark, report, drill)
+            name="resilience", help="airflow-resilience commands",
+            subcommands=(checkpoint, watermark, report, drill, *db_commands()),
         )
     ]

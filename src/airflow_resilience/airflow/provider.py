@@ -1,4 +1,5 @@
-"""Provider info (``apache_airflow_provider`` entry point): declares the ``[resilience]`` config section."""
+"""Provider info (``apache_airflow_provider`` entry point): declares the ``[resilience]`` config section, the
+``airflow resilience`` commands and the DB manager that ``airflow db migrate`` runs for the package's tables."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Checkpoints, resumable work and disruption drills for Apache Airflow.",
         "versions": [__version__],
         "cli": ["airflow_resilience.airflow.cli.get_cli_commands"],
+        # `airflow db migrate` creates and upgrades the package's tables through it (docs/upgrade.md).
+        "db-managers": ["airflow_resilience.airflow.db_manager.ResilienceDBManager"],
         "config": {
             SECTION: {
                 "description": "Settings of airflow-resilience (checkpoints, budgets, drills).",

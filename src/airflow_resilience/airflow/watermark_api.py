@@ -8,7 +8,8 @@ server checks the pair before it acts, and takes the holder's identity (dag, run
 
 ``POST /resilience/v1/watermarks/{acquire,stage,commit,release}`` — JSON bodies, JSON answers. Refusals:
 403 (not the running try), 404 (unknown name), 409 (fenced: this try no longer holds the name), 422 (a value
-that is not JSON, too large, or backwards).
+that is not JSON, too large, or backwards), 503 (the package's tables are missing or at a revision it cannot
+use: ``airflow db migrate`` creates them; no route ever runs DDL).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ STATUS = {
     "WatermarkFencedError": 409,
     "WatermarkBackwardsError": 422,
     "WatermarkValueError": 422,
+    "WatermarkSchemaError": 503,
 }
 
 
@@ -61,7 +63,7 @@ def _refuse(exc: Exception) -> HTTPException:
 
 def _who(claim: Claim) -> core.Holder:
     """The caller's try, proven by its nonce — checked on Airflow's own tables before anything of ours is
-    read, written or created (an unidentified caller causes no write and no DDL)."""
+    read or written (an unidentified caller causes no write; no caller causes DDL)."""
     from airflow_resilience.airflow.watermark_db import airflow_engine, identify
 
     try:
@@ -72,9 +74,13 @@ def _who(claim: Claim) -> core.Holder:
 
 
 def _call(fn, *args):
+    from airflow_resilience.airflow.watermark_db import WatermarkSchemaError
+
     try:
         return fn(*args)
-    except (UnknownWatermarkError, WatermarkFencedError, WatermarkBackwardsError, WatermarkValueError) as exc:
+    except (
+        UnknownWatermarkError, WatermarkFencedError, WatermarkBackwardsError, WatermarkValueError, WatermarkSchemaError
+    ) as exc:
         raise _refuse(exc) from None
 
 
@@ -131,11 +137,19 @@ def create_app() -> FastAPI:
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
-        """Unauthenticated and read only: the schema version the metadata DB records (``null``: the tables
-        are not created yet — the first watermark a task opens, or ``airflow resilience watermark
-        migrate``, creates them), and the version this package expects."""
-        from airflow_resilience.airflow.watermark_db import SCHEMA_VERSION, recorded_schema_version
+        """Unauthenticated and read only: the Alembic revision the metadata DB records for the package's
+        tables (``null``: none recorded — ``airflow db migrate`` creates and stamps them), the head revision
+        this package expects, the state (``current``, ``outdated``, ``unversioned``, ``missing``, ``newer``),
+        whether the watermark routes can serve, and what to do."""
+        from airflow_resilience.airflow.watermark_db import current_schema
 
-        return {"watermark_schema": recorded_schema_version(), "expected_watermark_schema": SCHEMA_VERSION}
+        status = current_schema()
+        return {
+            "watermark_schema": status.revision,
+            "expected_watermark_schema": status.head,
+            "schema_state": status.state.value,
+            "watermarks_available": status.usable,
+            "message": status.message,
+        }
 
     return app

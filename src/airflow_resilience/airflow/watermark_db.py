@@ -5,20 +5,28 @@ Runs where the metadata DB is: the API server (the task's requests, see ``waterm
 column, so it is atomic on PostgreSQL and SQLite alike without table locks; the decisions themselves are
 the pure transitions of :mod:`airflow_resilience.watermark`.
 
-Tables (created by :func:`migrate`, which the API server runs at its first watermark request and
-``airflow resilience watermark migrate`` runs on demand; both are idempotent):
+Tables (created and upgraded by ``airflow db migrate`` through
+:class:`~airflow_resilience.airflow.db_manager.ResilienceDBManager`, whose Alembic revisions are in
+``migrations/``; their version is kept in ``alembic_version_resilience``):
 
 * ``resilience_watermark`` — one row per name: committed value, version, fence, holder, staged value.
 * ``resilience_watermark_history`` — append-only: every commit, roll-forward, discard, fence, set, reset.
+
+Nothing here runs DDL. When the tables are missing, every operation raises :class:`WatermarkSchemaError`
+("run ``airflow db migrate``"); :func:`schema_status` reads the schema's state without changing it.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +41,7 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    inspect,
     select,
     update,
 )
@@ -43,8 +52,11 @@ from airflow_resilience import watermark as core
 from airflow_resilience.errors import UnknownWatermarkError, WatermarkError
 from airflow_resilience.watermark import AUTH_KEY, Event, Holder, HolderStatus, Record
 
+log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: The tables as of the newest revision in ``migrations/versions`` (``airflow db migrate`` on a database
+#: without them creates them from this metadata and stamps the head revision, as Airflow does for every
+#: external DB manager; tests/unit/test_migrations.py checks that both ways give the same schema).
 metadata = MetaData()
 
 watermarks = Table(
@@ -78,48 +90,105 @@ history = Table(
     Column("detail", Text, nullable=True),
 )
 
-schema_version = Table(
-    "resilience_schema_version",
-    metadata,
-    Column("component", String(64), primary_key=True),
-    Column("version", Integer, nullable=False),
-)
+# ------------------------------------------------------------------------------------------- the schema
+#: Alembic's version table for this package's tables (never Airflow's own ``alembic_version``).
+VERSION_TABLE = "alembic_version_resilience"
+#: The version table of the ``create_all`` era (before the Alembic revisions); dropped by revision 395a3a8cba2d.
+LEGACY_VERSION_TABLE = "resilience_schema_version"
+#: Every table this package may have created, the version tables included (``uninstall`` drops them all).
+ALL_TABLES = (history.name, watermarks.name, LEGACY_VERSION_TABLE, VERSION_TABLE)
+#: The oldest revision whose tables this code reads and writes: a database at it or later is served (the
+#: health route says when it is behind the head), an older one is refused until ``airflow db migrate``.
+REQUIRED_REVISION = "7c5e3615e1f7"
+#: The Alembic script directory (``env.py``, ``versions/``) shipped in the wheel.
+MIGRATIONS = Path(__file__).with_name("migrations")
 
-#: The watermark tables' version as recorded (``migrate`` writes it, the health route reads it).
-_VERSION_QUERY = select(schema_version.c.version).where(schema_version.c.component == "watermark")
-
-_migrated: set[int] = set()
-_migrate_lock = threading.Lock()
+MIGRATE_HINT = "run `airflow db migrate` (it creates and upgrades the airflow-resilience tables)"
 
 
-def migrate(engine: Engine) -> int:
-    """Create this package's tables if absent and record the schema version; returns that version."""
-    with _migrate_lock:
-        if id(engine) in _migrated:
-            return SCHEMA_VERSION
-        for attempt in range(3):
-            try:
-                metadata.create_all(engine, checkfirst=True)
-                break
-            except (IntegrityError, OperationalError, ProgrammingError):
-                # another process (an API server worker, a CLI) created a table between check and create
-                if attempt == 2:
-                    raise
-                time.sleep(0.2)
-        with engine.begin() as conn:
-            row = conn.execute(_VERSION_QUERY).first()
-            if row is None:
-                try:
-                    conn.execute(insert(schema_version).values(component="watermark", version=SCHEMA_VERSION))
-                except IntegrityError:  # another process recorded it first
-                    pass
-            elif row.version > SCHEMA_VERSION:
-                raise WatermarkError(
-                    f"resilience_schema_version says watermark tables are at version {row.version}, newer "
-                    f"than this airflow-resilience knows ({SCHEMA_VERSION}); upgrade the package everywhere"
-                )
-        _migrated.add(id(engine))
-        return SCHEMA_VERSION
+class WatermarkSchemaError(WatermarkError):
+    """The watermark tables are missing, or at a revision this package cannot use. Nothing was read or written."""
+
+
+class SchemaState(str, Enum):
+    """Where the metadata DB's watermark tables stand against this package's revisions."""
+
+    MISSING = "missing"  #: a table is absent: ``airflow db migrate`` creates them
+    UNVERSIONED = "unversioned"  #: the tables of the create_all era, no Alembic version yet: served; migrate adopts them
+    OUTDATED = "outdated"  #: an older revision: served if at or after REQUIRED_REVISION; migrate upgrades
+    CURRENT = "current"  #: the head revision
+    NEWER = "newer"  #: a revision this package does not know (a newer airflow-resilience migrated it)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """The schema as read from the database, and what that means."""
+
+    state: SchemaState
+    #: The revision recorded in ``alembic_version_resilience`` (``None``: no version recorded).
+    revision: str | None
+    #: The head revision of this package's migrations.
+    head: str
+    #: True when the watermark operations can run on it.
+    usable: bool
+    #: What it means and what to do, for the health route, the CLI and the error.
+    message: str
+
+
+def judge_schema(
+    tables: Collection[str], revision: str | None, revisions: Sequence[str], required: str = REQUIRED_REVISION
+) -> SchemaStatus:
+    """The schema's state from the tables present, the recorded revision and this package's revisions
+    (oldest first). Pure."""
+    head = revisions[-1]
+    absent = sorted({watermarks.name, history.name} - set(tables))
+    if absent:
+        state, usable = SchemaState.MISSING, False
+        message = f"the airflow-resilience tables are missing ({', '.join(absent)}): {MIGRATE_HINT}"
+    elif revision is None:
+        state, usable = SchemaState.UNVERSIONED, True
+        message = (f"the watermark tables have no Alembic version yet (created before {VERSION_TABLE} "
+                   f"existed): served as they are; {MIGRATE_HINT} to adopt them")
+    elif revision not in revisions:
+        state, usable = SchemaState.NEWER, False
+        message = (f"{VERSION_TABLE} records revision {revision!r}, which this airflow-resilience does not know "
+                   f"(its head is {head!r}): a newer package migrated this database. Install that version on "
+                   f"every Airflow component, or roll the tables back with it first (docs/upgrade.md)")
+    elif revisions.index(revision) < revisions.index(required):
+        state, usable = SchemaState.OUTDATED, False
+        message = f"the watermark tables are at revision {revision!r}, older than this package needs ({required!r}): {MIGRATE_HINT}"
+    elif revision != head:
+        state, usable = SchemaState.OUTDATED, True
+        message = f"the watermark tables are at revision {revision!r}, behind the head {head!r}: served; {MIGRATE_HINT}"
+    else:
+        state, usable = SchemaState.CURRENT, True
+        message = f"the watermark tables are at the head revision {head!r}"
+    return SchemaStatus(state, revision, head, usable, message)
+
+
+_revisions: tuple[str, ...] | None = None
+
+
+def revisions() -> tuple[str, ...]:
+    """This package's Alembic revisions, oldest first (read from ``migrations/versions`` once)."""
+    global _revisions
+    if _revisions is None:
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory(str(MIGRATIONS))
+        _revisions = tuple(reversed([r.revision for r in script.walk_revisions()]))
+    return _revisions
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """Read only: which of our tables exist and which revision ``alembic_version_resilience`` records."""
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        revision = None
+        if VERSION_TABLE in tables:
+            version = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32)))
+            revision = conn.execute(select(version.c.version_num)).scalar()
+    return judge_schema(tables, revision, revisions())
 
 
 # ----------------------------------------------------------------------------------- row <-> record
@@ -177,14 +246,42 @@ class _Conflict(Exception):
 
 # -------------------------------------------------------------------------------------- the service
 class SqlWatermarks:
-    """Watermark operations on the metadata DB. ``engine`` is Airflow's (``airflow.settings.engine``)."""
+    """Watermark operations on the metadata DB. ``engine`` is Airflow's (``airflow.settings.engine``).
+
+    It never creates or changes a table: ``airflow db migrate`` does. Each operation first checks (read
+    only) that the tables are there at a usable revision, and raises :class:`WatermarkSchemaError`
+    otherwise; once they were found usable the check is not repeated, until a statement fails (tables
+    dropped under a running server: ``airflow resilience uninstall``, a downgrade)."""
 
     ATTEMPTS = 25
 
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
-        migrate(engine)
+        self._schema_ok = False
+
+    # -- the schema (read only)
+    def require_schema(self) -> SchemaStatus | None:
+        """Raise :class:`WatermarkSchemaError` unless the tables can be used; the status when it looked."""
+        if self._schema_ok:
+            return None
+        status = schema_status(self.engine)
+        if not status.usable:
+            raise WatermarkSchemaError(status.message)
+        if status.state is not SchemaState.CURRENT:
+            log.warning("airflow-resilience: %s", status.message)
+        self._schema_ok = True
+        return status
+
+    def _failed(self, exc: Exception) -> None:
+        """A statement failed: when our tables are gone, say so (instead of retrying or a bare SQL error)."""
+        self._schema_ok = False
+        try:
+            self.require_schema()
+        except WatermarkSchemaError:
+            raise
+        except Exception:  # the database itself is unwell: the original error says more
+            pass
 
     # -- reading
     def _row(self, conn: Connection, name: str) -> Any:
@@ -217,15 +314,20 @@ class SqlWatermarks:
         record = self._change(name, lambda rec, status: (*core.settle(rec, status, self.clock()), None), create=False)[1]
         return record
 
+    def _query(self, statement: Any) -> list[Any]:
+        self.require_schema()
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(statement).all()
+        except (OperationalError, ProgrammingError) as exc:
+            self._failed(exc)
+            raise
+
     def names(self) -> list[str]:
-        with self.engine.connect() as conn:
-            return list(conn.execute(select(watermarks.c.name).order_by(watermarks.c.name)).scalars())
+        return [r.name for r in self._query(select(watermarks.c.name).order_by(watermarks.c.name))]
 
     def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(history).where(history.c.name == name).order_by(history.c.id.desc()).limit(limit)
-            ).all()
+        rows = self._query(select(history).where(history.c.name == name).order_by(history.c.id.desc()).limit(limit))
         return [
             {
                 "at": r.at,
@@ -242,6 +344,7 @@ class SqlWatermarks:
     # -- one atomic change
     def _change(self, name: str, fn: Callable[[Record, HolderStatus | None], tuple], *, create: bool = True):
         """Apply ``fn(record, holder_status) -> (record, events, answer)`` atomically; returns (answer, record)."""
+        self.require_schema()
         last: Exception | None = None
         for attempt in range(self.ATTEMPTS):
             try:
@@ -269,8 +372,13 @@ class SqlWatermarks:
                     self._log(conn, name, events)
                     return answer, new
             except (_Conflict, IntegrityError, OperationalError) as exc:  # lost a race, or SQLite busy
+                if isinstance(exc, OperationalError):
+                    self._failed(exc)  # "no such table" is no race: say what to run
                 last = exc
                 time.sleep(min(0.5, 0.01 * (attempt + 1)))
+            except ProgrammingError as exc:  # PostgreSQL: a missing table
+                self._failed(exc)
+                raise
         raise WatermarkError(f"watermark {name!r}: could not apply a change after {self.ATTEMPTS} attempts: {last}")
 
     #: History rows of a name older than this many days are deleted when the name is next changed
@@ -313,8 +421,7 @@ class SqlWatermarks:
     def release_user_marked(self, ti_id: str) -> list[str]:
         """A user changed the state of running task instance ``ti_id``: end its holds, discarding what they
         staged (see :func:`airflow_resilience.watermark.user_marked`). Returns the names released."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(watermarks.c.name, watermarks.c.holder).where(watermarks.c.holder.is_not(None))).all()
+        rows = self._query(select(watermarks.c.name, watermarks.c.holder).where(watermarks.c.holder.is_not(None)))
         names = [r.name for r in rows if (_load(r.holder) or {}).get("ti_id") == ti_id]
         for name in names:
             self._change(name, lambda rec, st: (*core.user_marked(rec, ti_id), None), create=False)
@@ -408,16 +515,9 @@ def airflow_engine() -> Engine:
     return settings.engine
 
 
-def recorded_schema_version() -> int | None:
-    """The watermark schema version recorded in the metadata DB, ``None`` when the tables are absent. Read
-    only (the health route's answer)."""
-    from sqlalchemy import inspect
-
-    engine = airflow_engine()
-    if not inspect(engine).has_table(schema_version.name):
-        return None
-    with engine.connect() as conn:
-        return conn.execute(_VERSION_QUERY).scalar()
+def current_schema() -> SchemaStatus:
+    """The watermark schema's state in Airflow's metadata DB. Read only (the health route's answer)."""
+    return schema_status(airflow_engine())
 
 
 def service() -> SqlWatermarks:
