@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from airflow.cli.cli_config import ActionCommand, Arg, GroupCommand, lazy_load_command
+from airflow.cli.cli_config import ARG_OUTPUT, ActionCommand, Arg, GroupCommand, lazy_load_command
 
 _DAG = Arg(("dag_id",), help="DAG id")
 _RUN = Arg(("run_id",), help="DAG run id")
 _TASK = Arg(("task_id",), help="Task id")
 _MAP = Arg(("--map-index",), type=int, default=-1, help="Map index of a mapped task instance (default -1)")
 _YES = Arg(("-y", "--yes"), action="store_true", default=False, help="Do not ask for confirmation")
+#: Documents (one JSON value): JSON, or YAML through Airflow's console. Listings take Airflow's ARG_OUTPUT.
+_DOC_OUTPUT = Arg(("-o", "--output"), choices=("json", "yaml"), default="json", metavar="(json, yaml)",
+                  help="Output format. Allowed values: json, yaml (default: json)")
 
 
 def _drill_args() -> tuple[Arg, ...]:
@@ -38,9 +41,9 @@ def get_cli_commands() -> list[GroupCommand]:
         subcommands=(
             ActionCommand(
                 name="show",
-                help="Print the saved checkpoint (head and document) of a task instance as JSON",
+                help="Print the saved checkpoint (head and document) of a task instance as JSON or YAML",
                 func=lazy_load_command("airflow_resilience.airflow.cli_commands.checkpoint_show"),
-                args=(_DAG, _RUN, _TASK, _MAP),
+                args=(_DAG, _RUN, _TASK, _MAP, _DOC_OUTPUT),
             ),
             ActionCommand(
                 name="reset",
@@ -73,13 +76,14 @@ def get_cli_commands() -> list[GroupCommand]:
             wm(
                 "list",
                 "List watermarks: value, version, holder",
-                Arg(("-o", "--output"), choices=("table", "json"), default="table", help="Output format"),
+                ARG_OUTPUT,
             ),
             wm(
                 "get",
                 "Print a watermark as JSON (value, version, who committed it, holder)",
                 wm_name,
                 Arg(("--history",), type=int, default=0, metavar="N", help="Also print the last N history entries"),
+                _DOC_OUTPUT,
             ),
             wm(
                 "set",
@@ -106,13 +110,7 @@ def get_cli_commands() -> list[GroupCommand]:
         args=(
             Arg(("--since",), default="7d", metavar="WINDOW", help="Window: <n><m|h|d|w>, e.g. 1h, 24h, 7d (default 7d)"),
             Arg(("--dag-id",), default=None, help="Only this DAG"),
-            Arg(
-                ("-o", "--output"),
-                choices=("table", "json", "yaml", "plain"),
-                default="table",
-                metavar="(table, json, yaml, plain)",
-                help="Output format. Allowed values: json, yaml, plain, table (default: table)",
-            ),
+            ARG_OUTPUT,
         ),
     )
     return [

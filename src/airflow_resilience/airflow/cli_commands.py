@@ -1,58 +1,123 @@
-"""Bodies of the ``airflow resilience`` commands (run in the CLI process, with the metadata DB)."""
+"""Bodies of the ``airflow resilience`` commands (run in the CLI process, with the metadata DB).
+
+Listings print through Airflow's console helpers (``-o table|json|yaml|plain``, as ``airflow dags list``);
+documents (``checkpoint show``, ``watermark get``) print JSON by default, YAML with ``-o yaml``. Checkpoints
+are read and deleted through the configured ``[state_store] backend`` (``airflow.state.get_state_backend``),
+the same backend the execution API writes them through, so a custom backend works as the default one does.
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
 import sys
-
-from sqlalchemy import delete, select
+from typing import Any
 
 from airflow.models.log import Log
-from airflow.models.task_state_store import TaskStateStoreModel
 from airflow.utils.session import create_session
 
-PREFIX = "resilience:checkpoint:"
+from airflow_resilience.attempt import HEAD_KEY, doc_key
 
 
-def _checkpoint_rows(args):
-    """The WHERE clause selecting the checkpoint keys of the task instance named on the command line."""
-    return (
-        TaskStateStoreModel.dag_id == args.dag_id,
-        TaskStateStoreModel.run_id == args.run_id,
-        TaskStateStoreModel.task_id == args.task_id,
-        TaskStateStoreModel.map_index == args.map_index,
-        TaskStateStoreModel.key.startswith(PREFIX),
-    )
+def _console():
+    from airflow.cli.simple_table import AirflowConsole
+
+    return AirflowConsole()
 
 
-def _rows(session, args):
-    return session.scalars(select(TaskStateStoreModel).where(*_checkpoint_rows(args))).all()
+def _print_document(doc: Any, output: str) -> None:
+    """A JSON document as JSON (indented, sorted keys: stable for scripts) or YAML (Airflow's console)."""
+    if output == "yaml":
+        _console().print_as_yaml(doc)
+    else:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def _print_listing(records: list[dict], rows: list[dict], output: str) -> None:
+    """``records`` as JSON/YAML (typed values), ``rows`` (flat, display strings) as a table or plain text."""
+    console = _console()
+    if output == "json":
+        console.print_as_json(records)
+    elif output == "yaml":
+        console.print_as_yaml(records)
+    else:
+        console.print_as(rows, output=output)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def _task_scope(args):
+    from airflow.state import TaskScope
+
+    return TaskScope(dag_id=args.dag_id, run_id=args.run_id, task_id=args.task_id, map_index=args.map_index)
+
+
+def _checkpoint_keys(backend, scope, session) -> list[str]:
+    """The keys a checkpoint of the task instance can have: the head, the document it names and one document
+    per try so far (``resilience:checkpoint:try-N``). A state backend has no "list keys" call, so the keys are
+    derived from the task instance's ``try_number`` (and from the head when the task instance is gone)."""
+    from sqlalchemy import select
+
+    from airflow.models.taskinstance import TaskInstance as TI
+
+    tries = session.scalar(
+        select(TI.try_number).where(
+            TI.dag_id == scope.dag_id, TI.run_id == scope.run_id, TI.task_id == scope.task_id,
+            TI.map_index == scope.map_index,
+        )
+    ) or 0
+    keys = [HEAD_KEY, *(doc_key(n) for n in range(1, int(tries) + 1))]
+    try:
+        named = json.loads(backend.get(scope, HEAD_KEY, session=session) or "null")
+        named = named.get("try_number") if isinstance(named, dict) else None
+    except ValueError:
+        named = None  # a damaged head: shown raw below
+    if isinstance(named, int) and not isinstance(named, bool) and doc_key(named) not in keys:
+        keys.append(doc_key(named))
+    return keys
+
+
+def _saved_checkpoint(backend, scope, session) -> dict[str, str]:
+    """Key -> stored JSON text of the checkpoint rows that exist."""
+    found = {}
+    for key in _checkpoint_keys(backend, scope, session):
+        raw = backend.get(scope, key, session=session)
+        if raw is not None:
+            found[key] = raw
+    return found
 
 
 def checkpoint_show(args) -> None:
+    from airflow.state import get_state_backend
+
     with create_session() as session:
-        rows = _rows(session, args)
-        out = {}
-        for row in rows:
-            try:
-                out[row.key] = json.loads(row.value)
-            except ValueError:
-                out[row.key] = {"undecodable_raw_text": row.value}
+        rows = _saved_checkpoint(get_state_backend(), _task_scope(args), session)
+    out = {}
+    for key, raw in rows.items():
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = {"undecodable_raw_text": raw}
     if not out:
         print(f"no checkpoint for {args.dag_id}/{args.run_id}/{args.task_id}[{args.map_index}]", file=sys.stderr)
         sys.exit(1)
-    print(json.dumps(out, indent=2, sort_keys=True))
+    _print_document(out, args.output)
 
 
 def checkpoint_reset(args) -> None:
+    from airflow.state import get_state_backend
+
     where = f"{args.dag_id}/{args.run_id}/{args.task_id}[{args.map_index}]"
     if not args.yes and input(f"Delete the checkpoint of {where}? [y/N] ").strip().lower() != "y":
         print("nothing deleted")
         return
+    backend, scope = get_state_backend(), _task_scope(args)
     with create_session() as session:
-        keys = [row.key for row in _rows(session, args)]
-        session.execute(delete(TaskStateStoreModel).where(*_checkpoint_rows(args)))
+        keys = list(_saved_checkpoint(backend, scope, session))
+        for key in keys:  # the documents first, the head that names one last
+            if key != HEAD_KEY:
+                backend.delete(scope, key, session=session)
+        if HEAD_KEY in keys:
+            backend.delete(scope, HEAD_KEY, session=session)
         session.add(
             Log(
                 event="cli_resilience_checkpoint_reset",
@@ -107,20 +172,20 @@ def _run(fn):
         _fail(str(exc))
 
 
+def _holder_text(holder: dict | None) -> str:
+    if not holder:
+        return "-"
+    return f"{holder['dag_id']}/{holder['run_id']}/{holder['task_id']} try {holder['try_number']}"
+
+
 def watermark_list(args) -> None:
     wms = _watermarks()
-    rows = [_describe(wms.read(name)) for name in wms.names()]
-    if args.output == "json":
-        print(json.dumps(rows, indent=2, sort_keys=True))
-        return
-    if not rows:
-        print("no watermarks")
-        return
-    print(f"{'name':40} {'version':>7}  {'value':30} holder")
-    for r in rows:
-        holder = r["holder"]
-        held = f"{holder['dag_id']}/{holder['run_id']}/{holder['task_id']} try {holder['try_number']}" if holder else "-"
-        print(f"{r['name']:40} {r['version']:>7}  {json.dumps(r['value']):30} {held}")
+    records = [_describe(wms.read(name)) for name in wms.names()]
+    rows = [
+        {"name": r["name"], "version": r["version"], "value": json.dumps(r["value"]), "holder": _holder_text(r["holder"])}
+        for r in records
+    ]
+    _print_listing(records, rows, args.output)
 
 
 def watermark_get(args) -> None:
@@ -128,7 +193,7 @@ def watermark_get(args) -> None:
     out = _describe(rec)
     if args.history:
         out["history"] = _watermarks().history(args.name, limit=args.history)
-    print(json.dumps(out, indent=2, sort_keys=True))
+    _print_document(out, args.output)
 
 
 def watermark_set(args) -> None:
@@ -203,8 +268,6 @@ def report_sections(summary: dict) -> list[tuple[str, list[dict]]]:
 
 
 def report(args) -> None:
-    from airflow.cli.simple_table import AirflowConsole
-
     from airflow_resilience.airflow.report_db import failed_attempts
     from airflow_resilience.report import summarize, window_bounds
 
@@ -215,7 +278,7 @@ def report(args) -> None:
     with create_session() as session:
         attempts = failed_attempts(session, start, dag_id=args.dag_id)
     summary = summarize(attempts, since=start, until=end, window=args.since, dag_id=args.dag_id)
-    console = AirflowConsole()
+    console = _console()
     if args.output == "json":
         console.print_as_json(summary)
         return
