@@ -3,8 +3,10 @@
 It sends the same supervisor messages as ``context["task_state_store"]`` and translates the answers: a
 write refused by the API server because this attempt's task instance id is no longer current (a newer try
 got a new id) surfaces from the Task SDK as a generic ``AirflowRuntimeError: API_SERVER_ERROR ... 404``;
-here a refusal with 401/403/404/409 becomes :class:`StaleAttemptError`, which says what happened, and
-anything else :class:`CheckpointStoreError`.
+here a refusal with HTTP 404 (the execution API's answer for a task instance id that is no longer
+current) becomes :class:`StaleAttemptError`, which says what happened. Anything else, 401/403 (an
+authentication problem, not fencing) and 5xx included, is :class:`CheckpointStoreError` (a checkpoint's
+store asks up to three more times first, ``RETRY_PAUSES``). A read of a key that does not exist is ``None``.
 """
 
 from __future__ import annotations
