@@ -24,7 +24,6 @@ The scheduler side (lost workers, workloads taken by a worker that died) is
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 

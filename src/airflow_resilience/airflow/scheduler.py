@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -129,11 +128,11 @@ def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg
 
     from airflow_resilience.airflow import accounting
     from airflow_resilience.airflow.accounting import ATTEMPT_KEY, EVIDENCE_KEY, budget_of, now
+    from airflow_resilience.airflow.compat import reported_state_attribute
     from airflow_resilience.airflow.execution import attempt_had_checkpoint
 
-    from airflow_resilience.airflow.compat import reported_state_attribute
-
-    user_cleared = reported_state_attribute(error) == "restarting"
+    seen = reported_state_attribute(error)  # the state the executor's report found, when it says so
+    user_cleared = seen == "restarting"
     if user_cleared:
         previous_state = None  # a user cleared the running task instance: manual, not a loss
     backend = get_state_backend()
@@ -142,10 +141,10 @@ def _judge_and_apply(ti: Any, error: Any, previous_state: Any, session: Any, cfg
     found = read_json(backend, scope, EVIDENCE_KEY, session) or {}
     # A workload taken by a worker that died before starting it: the Celery watch left this evidence.
     lost_while_queued = bool(found.get("worker_lost")) and found.get("try_number") == try_number
-    if seen and seen.group(1) not in {"running", "restarting"} and not (seen.group(1) == "queued" and lost_while_queued):
+    if seen and seen not in {"running", "restarting"} and not (seen == "queued" and lost_while_queued):
         # The executor reported an earlier run of a task instance that is already queued again (for
         # example after a drain's reschedule): not a lost worker. Stock handling applies.
-        log.info("airflow-resilience: %s: executor report for a task instance in state %s: not classified", ti.key, seen.group(1))
+        log.info("airflow-resilience: %s: executor report for a task instance in state %s: not classified", ti.key, seen)
         return
     ledger = Ledger.from_json(read_json(backend, scope, LEDGER_KEY, session))
     attempt = read_json(backend, scope, ATTEMPT_KEY, session) or {}

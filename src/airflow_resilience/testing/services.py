@@ -17,7 +17,6 @@ How each is chosen (:func:`plan`), cheapest first:
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import shutil
