@@ -233,13 +233,6 @@ def watermark_reset(args) -> None:
     print(f"watermark {args.name!r} reset (was {json.dumps(previous)}); the next run reads its default")
 
 
-def watermark_migrate(args) -> None:
-    from airflow_resilience.airflow.watermark_db import SCHEMA_VERSION
-
-    _watermarks()
-    print(f"watermark tables are at schema version {SCHEMA_VERSION}")
-
-
 # ------------------------------------------------------------------------------------------------ report
 def report_sections(summary: dict) -> list[tuple[str, list[dict]]]:
     """The report as titled tables (``table`` and ``plain`` output)."""
