@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
+#: The task id of the drill DAGs' work task.
+TASK = "work"
+
 DISRUPTIONS = ("eviction", "lost_worker", "oom", "scheduler_restart", "api_restart")
 SIDES = ("stock", "ours")
 

@@ -7,7 +7,8 @@
     result = run_drill([Scenario("eviction"), Scenario("lost_worker"), Scenario("oom")], repeats=3)
     result.save(Path("reports/drill/results.json"))
 
-Each side gets its own embedded Airflow 3.3.2 (``airflow_resilience.testing.AirflowEnvironment``): *stock*
+Injecting a disruption is :mod:`.inject`, reading what a run cost is :mod:`.measure`; this module runs
+them (one run, a drill of several, chaos). Each side gets its own embedded Airflow 3.3.2 (``airflow_resilience.testing.AirflowEnvironment``): *stock*
 with ``[resilience] enabled = False`` running a plain loop, *ours* with the package on running the same
 loop through ``Checkpoint.iterate``. Pass ``environments={"ours": env}`` to use environments you started.
 """
@@ -18,7 +19,6 @@ import logging
 import math
 import random
 import secrets
-import signal
 import tempfile
 import threading
 import time
@@ -28,22 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_resilience.drills.model import (
-    DISRUPTIONS,
-    Attempt,
-    DrillResult,
-    RunRecord,
-    check_invariants,
-    retries_spent,
-    time_to_recover,
-    work_redone,
-)
+from airflow_resilience.drills.inject import _wait, disrupt
+from airflow_resilience.drills.measure import _read_marks, measure
+from airflow_resilience.drills.model import DISRUPTIONS, TASK, DrillResult, RunRecord
 
 log = logging.getLogger(__name__)
 
 DRILL_DAGS = Path(__file__).parent / "dags" / "resilience_drill.py"
 LOAD_DAG = "resilience_drill_load"
-TASK = "work"
 
 
 @dataclass(frozen=True)
@@ -94,51 +86,11 @@ class DrillConfig:
 
 
 # ---------------------------------------------------------------------------------------------- disrupt
-def disrupt(af: Any, kind: str, dag_id: str, run_id: str, grace: float, task_id: str = TASK) -> dict[str, Any]:
-    """Inject one disruption into the running task instance (or the deployment); returns what was done."""
-    import psutil
-
-    at = time.time()
-    if kind in ("eviction", "lost_worker", "oom"):
-        procs = af.task_processes(dag_id, run_id, task_id)
-        supervisor, runner = psutil.Process(procs.supervisor), psutil.Process(procs.runner)
-        if kind == "oom":
-            runner.send_signal(signal.SIGKILL)
-            return {"kind": kind, "at": at, "target_pid": procs.runner}
-        if kind == "lost_worker":
-            supervisor.send_signal(signal.SIGKILL)
-            return {"kind": kind, "at": at, "target_pid": procs.supervisor}
-        # eviction: SIGTERM to the pod's processes' parent, SIGKILL of what still runs after the grace
-        supervisor.send_signal(signal.SIGTERM)
-
-        def finish() -> None:
-            time.sleep(grace)
-            af.end_grace(procs)
-
-        threading.Thread(target=finish, daemon=True, name="drill-grace").start()
-        return {"kind": kind, "at": at, "target_pid": procs.supervisor, "grace_s": grace}
-    component = {"scheduler_restart": "scheduler", "api_restart": "api-server"}[kind]
-    af.stop_component(component, signal.SIGTERM)
-    af.start_component(component)
-    return {"kind": kind, "at": at, "component": component}
 
 
 # ---------------------------------------------------------------------------------------------- one run
-def _read_marks(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"drill: {what} not seen in {timeout:.0f}s")
 
 
 def run_one(
@@ -209,46 +161,6 @@ def run_one(
     return measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server, task)
 
 
-def measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server, task=TASK) -> RunRecord:
-    events = _read_marks(marks)
-    history = af.try_history(dag_id, run_id, task)
-    attempts = [
-        Attempt(h.try_number, h.start_date.timestamp() if h.start_date else None,
-                h.end_date.timestamp() if h.end_date else None, h.state)
-        for h in history
-    ]
-    ledger = (af.state_store(dag_id, run_id, task).get("resilience:ledger") or {}).get("attempts", [])
-    counts: dict[str, int] = {}
-    for m in events:
-        if m["ev"] == "item-end":
-            counts[str(m["i"])] = counts.get(str(m["i"]), 0) + 1
-    progress = [(m["t"], m["at"]) for m in events if m["ev"] in ("item-end", "attempt-start")]
-    if scenario.workload == "dag":  # your DAG writes no progress marks: a later try starting is recovery
-        progress = [(a.try_number, a.start) for a in attempts if a.start is not None]
-    first = disruptions[0] if disruptions else None
-    job_runs = len(job_server.runs(run_name=run_id)) if scenario.workload == "job" and job_server else None
-    record = RunRecord(
-        side=side,
-        scenario=scenario.label,
-        dag_id=dag_id,
-        run_id=run_id,
-        disruptions=disruptions,
-        triggered_at=triggered,
-        attempts=attempts,
-        final_state=af.run_state(dag_id, run_id),
-        item_seconds=cfg.seconds if scenario.workload == "load" else 0.0,
-        items=cfg.items if scenario.workload == "load" else 0,
-        finished_counts=counts,
-        attempt_starts=[m for m in events if m["ev"] == "attempt-start"],
-        causes=[f"{a['cause']['kind']}/{a['cause']['reason']}:{a['verdict']}" for a in ledger],
-        retries_spent=retries_spent(side, len(attempts), [a["cause"]["kind"] for a in ledger]),
-        recovered_s=time_to_recover(first["at"], progress, first["try_number"]) if first else None,
-        work_redone_s=None if scenario.workload == "dag" else work_redone(counts, cfg.seconds if scenario.workload == "load" else 0.0),
-        job_runs=job_runs,
-    )
-    if side == "ours":
-        record.violations = check_invariants(record)
-    return record
 
 
 # ---------------------------------------------------------------------------------------------- drills
