@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: install k8s demo test test-unit test-airflow bench clean ui ui-test
+.PHONY: install k8s demo test test-unit test-airflow bench clean ui ui-test compat
 
 $(STAMP): pyproject.toml requirements/test.txt requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,3 +67,11 @@ ui-test: $(UI_INSTALLED)
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache ui/node_modules
+
+# The compatibility run (docs/compatibility.md): the unit tests and a real-Airflow subset on the other Airflow
+# 3.3.x releases, each in its own virtualenv .venv-compat-<version> from requirements/compat-<version>.txt
+# (the package installed with --no-deps). Re-resolve a set with `scripts/compat.sh lock <version>`.
+COMPAT_AIRFLOW ?= 3.3.0 3.3.1
+
+compat:
+	PYTHON=$(PYTHON) scripts/compat.sh run $(COMPAT_AIRFLOW)

@@ -22,11 +22,13 @@ DEFAULT_VERSIONS=(3.3.0 3.3.1)
 
 # The real-Airflow subset: the modules that lean on Airflow's private parts (the supervisor's comms and the
 # task state store, the scheduler-side listener and heartbeat-timeout handling, the Execution API).
+# COMPAT_TESTS (space-separated paths) replaces it for one run.
 SUBSET=(
     tests/airflow/test_checkpoint_airflow.py
     tests/airflow/test_infra_airflow.py
     tests/airflow/test_do_no_harm_airflow.py
 )
+if [ -n "${COMPAT_TESTS:-}" ]; then read -r -a SUBSET <<< "$COMPAT_TESTS"; fi
 # The version-skew tests boot a "stock" virtualenv from the main set (Airflow 3.3.2) beside the Airflow under
 # test: that would be a 3.3.2 scheduler on an older version's database, not the version under test.
 DESELECT=(
@@ -44,6 +46,12 @@ relaxed() {
 }
 
 venv_for() { echo ".venv-compat-$1"; }
+
+# What a resolved set was made from: the main set's pins and requirements, order and comments aside.
+main_set_digest() {
+    cat requirements/test.txt requirements/constraints.txt | sed 's/#.*//; s/[[:space:]]*$//' | grep -v '^$' \
+        | LC_ALL=C sort | sha256sum | cut -c1-16
+}
 
 ensure_venv() {
     local venv="$1"
@@ -70,6 +78,7 @@ lock() {
         echo "# The compatibility set for Airflow $version (docs/compatibility.md): requirements/test.txt with"
         echo "# apache-airflow==$version, every other pin from requirements/constraints.txt except what Airflow"
         echo "# $version refuses (relaxed: $(relaxed "$version" | sed 's/^$/none/')), resolved for $("$venv/bin/python" -c 'import platform; print("Python", platform.python_version())')."
+        echo "# main-set-digest: $(main_set_digest)"
         cat "$out"
     } > "requirements/compat-$version.txt"
     rm -f "$in" "$constraints" "$out"
@@ -81,6 +90,8 @@ run() {
     venv="$(venv_for "$version")"
     lockfile="requirements/compat-$version.txt"
     [ -f "$lockfile" ] || die "no $lockfile: resolve it first with 'scripts/compat.sh lock $version'"
+    grep -q "^# main-set-digest: $(main_set_digest)$" "$lockfile" \
+        || die "$lockfile was resolved from another version of requirements/test.txt or requirements/constraints.txt: re-resolve it with 'scripts/compat.sh lock $version' and commit it"
     ensure_venv "$venv"
     "$venv/bin/uv" pip install --python "$venv/bin/python" -q -r "$lockfile"
     "$venv/bin/uv" pip install --python "$venv/bin/python" -q --no-deps -e .
