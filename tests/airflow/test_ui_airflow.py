@@ -107,18 +107,29 @@ def test_a_user_without_access_to_the_dag_gets_no_data(ui_env, killed_run):
 
 def test_no_route_writes_or_runs_ddl_for_an_unidentified_caller(ui_env):
     """The watermark routes check the caller's nonce on Airflow's own tables first; health is read only.
-    This deployment never opened a watermark, so our tables must still be absent afterwards."""
+    `airflow db migrate` created our tables (and only it does): an unidentified caller writes no row into
+    them, and no request changes the schema."""
     af = ui_env
-    claim = {"name": "orders.updated_at", "ti_id": "00000000-0000-0000-0000-000000000000", "nonce": "x"}
+
+    def ours() -> set[str]:
+        if af.database_kind == "postgres":
+            rows = af.sql("SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%resilience%'")
+        else:
+            rows = af.sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%resilience%'")
+        return {r[0] for r in rows}
+
+    before = ours()
+    assert before == {"resilience_watermark", "resilience_watermark_history", "alembic_version_resilience"}, before
+    claim = {"name": "never.opened", "ti_id": "00000000-0000-0000-0000-000000000000", "nonce": "x"}
     for action, extra in (("acquire", {}), ("stage", {"fence": 1, "value": 1}), ("commit", {"fence": 1}), ("release", {"fence": 1})):
         answer = httpx.post(f"{af.api_url}/resilience/v1/watermarks/{action}", json={**claim, **extra}, timeout=30)
         assert answer.status_code == 403, (action, answer.status_code, answer.text)
-    health = httpx.get(f"{af.api_url}/resilience/v1/health", timeout=30)
-    assert health.status_code == 200 and health.json()["watermark_schema"] is None, health.text
-    tables = {r[0] for r in af.sql(
-        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'resilience%'"
-    )} if af.database_kind == "postgres" else {r[0] for r in af.sql("SELECT name FROM sqlite_master WHERE name LIKE 'resilience%'")}
-    assert tables == set(), tables
+    health = httpx.get(f"{af.api_url}/resilience/v1/health", timeout=30).json()
+    assert (health["schema_state"], health["watermarks_available"]) == ("current", True), health
+    assert health["watermark_schema"] == health["expected_watermark_schema"], health
+    assert ours() == before
+    assert af.sql("SELECT count(*) FROM resilience_watermark WHERE name = 'never.opened'") == [(0,)]
+    assert af.sql("SELECT count(*) FROM resilience_watermark_history WHERE name = 'never.opened'") == [(0,)]
 
 
 # --------------------------------------------------------------------------------------------- the data
