@@ -11,6 +11,7 @@ failure gate, the scheduler listener) that must not pay for, or break on, a name
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -35,8 +36,10 @@ def supervisor_comms() -> Any:
     return task_runner.SUPERVISOR_COMMS
 
 
+@functools.cache
 def comms_messages() -> dict[str, Any]:
-    """The supervisor messages of the task state store, and its error answer."""
+    """The supervisor messages of the task state store, and its error answer (resolved once: every
+    checkpoint write asks)."""
     from airflow.sdk.execution_time import comms
 
     return {
