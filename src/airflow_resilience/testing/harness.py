@@ -77,10 +77,6 @@ def redis_reachable(host: str | None = None, port: int | None = None, timeout: f
     return redis_answers(host or default_host, port or default_port, timeout)
 
 
-def _free_port() -> int:
-    return free_port()
-
-
 def postgres_reachable(host: str | None = None, port: int | None = None, timeout: float = 0.5) -> bool:
     """True when PostgreSQL accepts a login as ``postgres`` at ``host:port`` (default: the session's)."""
     default_host, default_port = postgres_address()
@@ -188,7 +184,7 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
             url = f"sqlite:///{home / 'airflow.db'}"
         else:
             raise ValueError(f"database must be 'postgres' or 'sqlite', got {choice!r}")
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         env.update(
             {
