@@ -131,3 +131,49 @@ def test_gone_is_failed_and_delete_releases() -> None:
     job(core).delete(ident)
     assert job(core).status(ident).state == "failed" and "gone" in job(core).status(ident).message
     job(core).delete(ident)  # gone already: no error
+
+
+class DisruptedJob:
+    """A workload pod the API reports disrupted (DisruptionTarget) from the first poll on."""
+
+    def __init__(self) -> None:
+        self.deleted: list[dict] = []
+
+    def status(self, job_id):
+        from airflow_resilience.resumable import JobStatus
+
+        return JobStatus("failed", message="disrupted: DisruptionTarget reason=EvictionByEvictionAPI",
+                         result={"disruption": "EvictionByEvictionAPI"})
+
+    def delete(self, job_id) -> None:
+        self.deleted.append(job_id)
+
+    def release(self, job_id) -> None:
+        raise AssertionError("a disrupted pod stays held for the next try")
+
+
+@pytest.mark.parametrize("submitted_this_try", [True, False], ids=["submitted-by-this-try", "resumed-from-an-earlier-try"])
+def test_a_disruption_of_the_pod_this_try_submitted_hands_the_try_back(monkeypatch, submitted_this_try) -> None:
+    # CI saw the race: the pod was evicted before the submitting try's first poll, and that try made a fresh
+    # pod itself instead of handing back (no infrastructure grant in the record, one try in all).
+    from airflow.sdk.exceptions import AirflowException
+
+    import airflow_resilience.airflow.execution as execution
+    from airflow_resilience.providers.kubernetes import ResumablePodOperator
+
+    op = ResumablePodOperator(task_id="job", image="img", poll_interval=0)
+    fake = DisruptedJob()
+    handed_back, fresh = [], []
+    monkeypatch.setattr(op, "job", lambda context: fake)
+    monkeypatch.setattr(op, "execute", lambda context: fresh.append(context) or "fresh pod's result")
+    monkeypatch.setattr(execution, "hand_back", lambda context, cause: handed_back.append(cause))
+    op.submitted_this_try = submitted_this_try
+    job_id = {"namespace": "jobs", "name": "job-1", "uid": "uid-1"}
+    if submitted_this_try:
+        with pytest.raises(AirflowException, match="workload pod failed: disrupted"):
+            op.wait_for_job({"ti": None}, job_id)
+        assert [(c.kind, c.reason) for c in handed_back] == [("infrastructure", "k8s.eviction")]
+        assert fresh == [] and fake.deleted == []  # held for the next try to read
+    else:
+        assert op.wait_for_job({"ti": None}, job_id) == "fresh pod's result"
+        assert handed_back == [] and fake.deleted == [job_id] and len(fresh) == 1

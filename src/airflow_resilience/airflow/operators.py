@@ -141,6 +141,9 @@ class ExternalJobOperator(ResumableOperator):
         super().__init__(**kwargs)
         self.poll_interval = poll_interval
         self.job_id: Any = None
+        #: True once this try has submitted (or reused) the job itself; False when the try entered
+        #: ``wait_for_job`` by resuming a job id saved by an earlier try.
+        self.submitted_this_try = False
 
     def job(self, context: Any) -> ExternalJob:
         raise NotImplementedError(f"{type(self).__name__} must implement job(context) -> ExternalJob")
@@ -165,6 +168,7 @@ class ExternalJobOperator(ResumableOperator):
                 ) from None
 
         self.job_id = self.submit_once(context, job.submit, find, reuse=reusable)
+        self.submitted_this_try = True
         self.checkpoint(next_method="wait_for_job", job_id=self.job_id)
         return self.wait_for_job(context, job_id=self.job_id)
 

@@ -224,7 +224,10 @@ class ResumablePodOperator(ExternalJobOperator):
 
         self.job_id = job_id
         job = self.job(context)
-        first = True
+        # A disruption seen on the first poll of a try that *resumed* (job id saved by an earlier try) ended
+        # that earlier try: make a fresh pod now. A disruption of the pod this try submitted (even one seen on
+        # the first poll, when the pod was evicted within seconds) hands this try back.
+        first = not self.submitted_this_try
         while True:
             status = job.status(job_id)
             if status.state == "succeeded":
