@@ -18,7 +18,24 @@ from airflow_resilience.testing import services
 DAGS = Path(__file__).parent / "dags"
 
 _PG_PLANNED = any(c.service == "PostgreSQL" and c.available for c in services.session_plan())
-_DATABASES = ["postgres", "sqlite"] if _PG_PLANNED else ["sqlite"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Which Airflow a real-Airflow test runs on. PostgreSQL (what production runs) for every test; the tests
+    marked ``sqlite_too`` (the semantics SQLite could change: locking, fencing, DDL, the core resume paths)
+    on the SQLite Airflow too. Without a PostgreSQL server (outside CI, announced) all run on SQLite. A test
+    that parametrizes ``airflow_database`` itself keeps its own choice."""
+    if "airflow_database" not in metafunc.fixturenames:
+        return
+    if any("airflow_database" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
+        return
+    if not _PG_PLANNED:
+        databases = ["sqlite"]
+    elif metafunc.definition.get_closest_marker("sqlite_too"):
+        databases = ["postgres", "sqlite"]
+    else:
+        databases = ["postgres"]
+    metafunc.parametrize("airflow_database", databases, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -153,7 +170,7 @@ def airflow_config(job_server, statsd_sink) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session", params=_DATABASES)
+@pytest.fixture(scope="session")
 def airflow_database(request: pytest.FixtureRequest, suite_services) -> str:
     if request.param == "postgres" and not suite_services.available("PostgreSQL"):
         services.unavailable("PostgreSQL could not be started for this session")

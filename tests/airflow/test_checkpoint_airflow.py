@@ -21,6 +21,7 @@ def kill_runner_after_item(af, marks, run_id: str, try_number: int, item: int) -
     return af.signal_runner(DAG, run_id, "work", signal.SIGKILL)
 
 
+@pytest.mark.sqlite_too
 def test_sixty_steps_killed_twice_resume_after_last_finished_step(airflow_env, marks):
     af = airflow_env
     run_id = af.trigger(DAG, conf={"marks": str(marks.path), "steps": 60, "delay": 0.2})
@@ -80,6 +81,7 @@ def test_clear_after_success(airflow_env, marks, keep_on_clear):
         assert starts[1]["generation"] == 1
 
 
+@pytest.mark.sqlite_too
 def test_stale_attempt_write_is_refused(airflow_env, marks):
     """Attempt 1 is frozen (SIGSTOP, like a VM pause) until the scheduler declares it lost and attempt 2
     has taken over; thawed, its next checkpoint write is refused and attempt 2's progress is intact."""
@@ -164,6 +166,7 @@ def test_cli_show_and_reset(airflow_env, marks):
     assert missing.returncode == 1 and "no checkpoint" in missing.stderr
 
 
+@pytest.mark.sqlite_too
 def test_batched_progress_is_written_on_sigterm_and_at_task_end(airflow_env, marks):
     """With writes batched (flush_interval=1h: never by time), a SIGTERM drains the task: what finished is
     written, the task instance is handed back (a new try from the infrastructure budget, no retry spent)

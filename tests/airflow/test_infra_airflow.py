@@ -28,6 +28,7 @@ def wait_item(marks, t, i, timeout=120):
     return marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == t and e["i"] >= i, timeout=timeout)
 
 
+@pytest.mark.sqlite_too
 def test_sigterm_to_supervisor_drains_without_spending_a_retry(airflow_env, marks):
     """Eviction: SIGTERM to the supervisor at 1/3, SIGKILL of it 10 s later."""
     af, dag = airflow_env, "infra_steps"
@@ -68,6 +69,7 @@ def test_sigkill_of_supervisor_is_a_lost_worker_granted_for_retries_0(airflow_en
     assert f"supervisor pid {procs.supervisor}" in found["note"]
 
 
+@pytest.mark.sqlite_too
 def test_sigkill_of_runner_is_infrastructure_and_granted(airflow_env, marks, statsd_sink):
     af, dag = airflow_env, "infra_steps"
     since = statsd_sink.mark()

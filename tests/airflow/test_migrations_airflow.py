@@ -99,6 +99,7 @@ def create_all_era(af) -> None:
             name="orders.updated_at", value="41", committed=True, version=1, fence=1, has_staged=False, rev=2))
 
 
+@pytest.mark.sqlite_too
 def test_db_migrate_owns_the_tables_and_uninstall_leaves_no_trace(blank):
     """One flow per database (each step is an ``airflow`` CLI process: the expensive part)."""
     from airflow_resilience.airflow.watermark_db import SqlWatermarks

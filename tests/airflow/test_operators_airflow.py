@@ -63,6 +63,7 @@ def submit_record(saved):
     return record
 
 
+@pytest.mark.sqlite_too
 def test_stock_operator_submits_twice_where_ours_submits_once(airflow_env, marks, job_server):
     """Same kill (after the server accepted the submit, before the run id was saved), the provider's
     operator as shipped: its ResumableJobMixin had not saved the id, so the next try submits again."""
@@ -179,6 +180,7 @@ def test_three_phase_operator_drained_by_sigterm_resumes_in_phase_2(airflow_env,
     assert [(a["cause"]["kind"], a["verdict"]) for a in ledger] == [("infrastructure", "grant")]
 
 
+@pytest.mark.sqlite_too
 def test_sigterm_between_submit_and_record_reconnects_to_the_one_job(airflow_env, marks, job_server):
     """An eviction's SIGTERM after the external system created the job and before its id was saved, with
     ``find=None``: the drain waits for the id to be recorded (a critical section of submit_once), so the next

@@ -108,6 +108,7 @@ def test_disrupted_publish_rereads_old_value_and_next_run_loads_only_new_rows(ai
     assert [t.state for t in tries][-1] == "success"
 
 
+@pytest.mark.sqlite_too
 def test_two_concurrent_runs_split_forty_rows_without_overlap_or_gap(airflow_env, marks, source, name):
     af = airflow_env
     source.add(1, 40)
@@ -132,6 +133,7 @@ def test_two_concurrent_runs_split_forty_rows_without_overlap_or_gap(airflow_env
     assert [h["holder"]["run_id"] for h in got["history"]] == [second, first]
 
 
+@pytest.mark.sqlite_too
 def test_dead_holder_is_fenced_and_its_late_writes_are_refused(airflow_env, marks, source, name, tmp_path):
     """Try 1 holds the name and is frozen (SIGSTOP of runner and supervisor, like a VM pause or a partition)
     until the scheduler gives it up; try 2 takes the name over and commits. Thawed, try 1 tries to stage and
