@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from airflow_resilience.drills.model import DISRUPTIONS, DrillResult
+from airflow_resilience.drills.model import DISRUPTIONS, SIDES, DrillResult
 
 DEFAULT_OUT = Path("reports/drill")
 
@@ -30,7 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-duration", type=float, default=20.0, help="seconds a job runs (job workload)")
     parser.add_argument("--at", type=float, default=1 / 3, help="disrupt after this fraction of the work")
     parser.add_argument("--grace", type=float, default=10.0, help="eviction: seconds from SIGTERM to SIGKILL")
-    parser.add_argument("--sides", default="stock,ours", help="stock, ours or both (side by side)")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help=f"comma-separated sides, side by side ({', '.join(SIDES)}; default all three)")
+    parser.add_argument("--retries", type=int, default=0, metavar="N",
+                        help="the drill task's retries on every side (0..3, default 0: a side that needs a retry "
+                             "to survive a disruption fails, and the report shows it)")
+    parser.add_argument("--stock-retries", type=int, default=None, metavar="N",
+                        help="retries of both stock sides (stock, stock-checkpointed), overriding --retries for them")
     parser.add_argument("--database", default="auto", choices=["auto", "postgres", "sqlite"])
     parser.add_argument("--heartbeat-timeout", type=int, default=None,
                         help="the scheduler's task_instance_heartbeat_timeout, seconds, for both sides (stock: 300); the report says so")
@@ -98,16 +104,16 @@ def _run(args: argparse.Namespace) -> DrillResult:
         raise SystemExit(f"error: --conf is not JSON: {exc}") from None
     cfg = DrillConfig(items=args.items, seconds=args.seconds, job_duration=args.job_duration, grace=args.grace,
                       dag_file=args.dag_file, dag_id=args.dag_id, task_id=args.task_id, conf=conf,
-                      at_seconds=args.at_seconds)
+                      at_seconds=args.at_seconds, retries=side_retries(args))
     try:
         cfg.check()
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
     workload = "dag" if args.dag_file else args.workload
     sides = tuple(s.strip() for s in args.sides.split(",") if s.strip())
-    bad = [s for s in sides if s not in ("stock", "ours")]
+    bad = [s for s in sides if s not in SIDES]
     if bad:
-        raise SystemExit(f"error: --sides takes stock and/or ours, got {bad}")
+        raise SystemExit(f"error: --sides takes {', '.join(SIDES)} (comma-separated), got {bad}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         if args.chaos:
             bar = progress.add_task("chaos: booting Airflow", total=None)
@@ -134,6 +140,12 @@ def _run(args: argparse.Namespace) -> DrillResult:
         return run_drill(scenarios, sides=sides, repeats=args.repeats, config=cfg, database=database,
                          heartbeat_timeout=args.heartbeat_timeout, concurrency=args.concurrency,
                          on_progress=on_progress)
+
+
+def side_retries(args: argparse.Namespace) -> dict[str, int]:
+    """Each side's ``retries``: ``--retries`` for all, ``--stock-retries`` for both stock sides."""
+    stock = args.retries if args.stock_retries is None else args.stock_retries
+    return {side: stock if side in ("stock", "stock-checkpointed") else args.retries for side in SIDES}
 
 
 def _has_databricks() -> bool:

@@ -1,15 +1,22 @@
 """What a drill measured (pure: no Airflow import). Results are plain JSON, so a report can be rebuilt from
 a saved results file (``airflow resilience drill --from results.json``).
 
+Three sides run the same task (``SIDES``): ``stock`` (stock Airflow 3.3.2, package off, a plain loop),
+``stock-checkpointed`` (stock Airflow 3.3.2, package off, a careful hand-written checkpoint in
+``context["task_state_store"]``: the best a stock user can do) and ``ours`` (the package on,
+``Checkpoint.iterate``).
+
 Per run:
 
 * **time to recover** — from the disruption to the next attempt's first progress mark (the task running
-  its own code again);
+  its own code again); ``None`` when no later attempt ran (the run failed);
 * **work redone** — seconds of items finished more than once (from the task's own progress marks);
-* **retries spent** — failures charged to ``retries``: on stock Airflow every failed try; with the
-  package, the ledger's application and timeout failures (infrastructure ones are paid from the
-  infrastructure budget);
-* **final state**, **tries** (from Airflow's try history) and **causes** (from the ledger).
+  ``None`` when the run did not end in success (the work was never completed, so "redone" has no meaning);
+* **tries**, **failed tries**, **grants** and **retries spent** — from Airflow's ``task_instance`` and
+  ``task_instance_history`` only (:func:`count_tries`), on every side. The package's infrastructure
+  grant raises ``max_tries`` by one, so ``grants = final max_tries - configured retries`` and the
+  retries charged to the user's ``retries`` are the tries after the first that no grant paid for;
+* **final state** (the DAG run's) and **causes** (from the package's ledger: information only, never a count).
 """
 
 from __future__ import annotations
@@ -20,12 +27,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+#: The shape of ``results.json``. 2: three sides, per-run retries/max_tries/grants from Airflow's records.
+FORMAT = 2
 #: The task id of the drill DAGs' work task.
 TASK = "work"
 
 DISRUPTIONS = ("eviction", "lost_worker", "oom", "scheduler_restart", "api_restart")
-SIDES = ("stock", "ours")
+SIDES = ("stock", "stock-checkpointed", "ours")
+#: The sides a ratio is taken against, each named in the ratio.
+BASELINES = ("stock", "stock-checkpointed")
+#: The task-instance states of a try that ended without success (``task_instance_history`` archives an
+#: unfinished try as ``failed``).
+FAILED_STATES = ("failed", "up_for_retry")
 
 
 @dataclass
@@ -42,6 +55,36 @@ class Violation:
     evidence: str
 
 
+@dataclass(frozen=True)
+class TryCounts:
+    """What Airflow's records say a task instance's tries cost (:func:`count_tries`)."""
+
+    #: tries Airflow ran (rows of ``task_instance_history`` plus the current ``task_instance``)
+    tries: int
+    #: tries that ended without success
+    failed: int
+    #: infrastructure grants: ``max_tries`` raised above the configured ``retries``
+    grants: int
+    #: tries after the first that were paid from the user's ``retries`` (``tries - 1 - grants``)
+    retries_spent: int
+
+
+def count_tries(states: list[str | None], final_max_tries: int, retries: int) -> TryCounts:
+    """Tries, failures, grants and retries spent of one task instance, from Airflow's records alone.
+
+    ``states`` are the tries' states oldest first, ``final_max_tries`` is ``task_instance.max_tries`` at
+    the end, ``retries`` the task's configured ``retries``. Stock Airflow sets ``max_tries = retries``;
+    only a grant raises it (by one each), so ``grants = final_max_tries - retries``. Every try after the
+    first was paid for by a retry or a grant, so ``retries spent = tries - 1 - grants``: with the run
+    successful that is ``failed tries - grants``; a last try that failed led to no further try and spent
+    nothing (the run simply failed). A grant not (yet) used by a try leaves nothing spent (never below 0).
+    """
+    tries = len(states)
+    failed = sum(1 for s in states if s in FAILED_STATES)
+    grants = max(0, final_max_tries - retries)
+    return TryCounts(tries=tries, failed=failed, grants=grants, retries_spent=max(0, tries - 1 - grants))
+
+
 @dataclass
 class RunRecord:
     side: str
@@ -56,12 +99,17 @@ class RunRecord:
     items: int
     finished_counts: dict[str, int]  # item index (as text, JSON keys) -> times finished
     attempt_starts: list[dict[str, Any]]  # progress marks "attempt-start"
-    causes: list[str]
+    causes: list[str]  # the ledger's, information only
     retries_spent: int
     recovered_s: float | None
-    work_redone_s: float | None  # None for your own DAG: it writes no progress marks
+    work_redone_s: float | None  # None for your own DAG (no progress marks) and for a run that failed
     job_runs: int | None = None  # external runs on the loopback Jobs API server (job drills)
     violations: list[Violation] = field(default_factory=list)
+    #: the task's configured ``retries`` (Airflow's task definition) and ``task_instance.max_tries`` at the end
+    retries: int = 0
+    max_tries: int = 0
+    failed_tries: int = 0
+    grants: int = 0
 
     @property
     def tries(self) -> int:
@@ -78,15 +126,9 @@ def time_to_recover(disrupted_at: float, progress_at: list[tuple[int, float]], d
     return round(min(later) - disrupted_at, 3) if later else None
 
 
-def retries_spent(side: str, tries: int, ledger_kinds: list[str]) -> int:
-    """Failures charged to ``retries``."""
-    if side == "stock" or not ledger_kinds and tries <= 1:
-        return max(0, tries - 1)
-    return sum(1 for kind in ledger_kinds if kind in ("application", "timeout"))
-
-
 def check_invariants(run: RunRecord, *, max_redone_items_per_disruption: int = 1) -> list[Violation]:
-    """The chaos invariants (for runs with the package on)."""
+    """The chaos invariants (for runs with the package on). Tries, grants and retries spent are Airflow's
+    (:func:`count_tries`): an empty or missing ledger proves nothing here."""
     found: list[Violation] = []
     n = len(run.disruptions)
     if run.final_state == "success" and run.items:
@@ -105,10 +147,12 @@ def check_invariants(run: RunRecord, *, max_redone_items_per_disruption: int = 1
     if run.retries_spent > 0:
         found.append(Violation(
             "no application retry spent on an infrastructure cause",
-            f"retries spent {run.retries_spent}; causes {run.causes}",
+            f"Airflow's records: {run.tries} tries, {run.failed_tries} failed, max_tries {run.max_tries} with "
+            f"retries={run.retries} ({run.grants} grants), so {run.retries_spent} retries spent; "
+            f"ledger causes {run.causes or 'none'}",
         ))
     if run.final_state != "success":
-        found.append(Violation("the run ends in success", f"final state {run.final_state}; causes {run.causes}"))
+        found.append(Violation("the run ends in success", f"final state {run.final_state}; causes {run.causes or 'none'}"))
     return found
 
 
@@ -122,6 +166,12 @@ class DrillResult:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> DrillResult:
+        if isinstance(raw, dict) and raw.get("format") == 1 and isinstance(raw.get("runs"), list):
+            raise ValueError(
+                "drill results of format 1 (two sides, retries counted from the ledger) cannot be read by this "
+                f"version (format {FORMAT}: three sides, counts from Airflow's records): run the drill again "
+                "to produce a new results.json (airflow resilience drill --out DIR)"
+            )
         if not isinstance(raw, dict) or raw.get("format") != FORMAT or not isinstance(raw.get("runs"), list):
             raise ValueError(
                 f"not a drill results file (format {FORMAT}): expected {{'format': {FORMAT}, 'meta': ..., 'runs': [...]}}"
@@ -154,8 +204,12 @@ class DrillResult:
                 seen.append(r.scenario)
         return seen
 
+    def sides(self) -> list[str]:
+        """The sides with runs, in ``SIDES`` order."""
+        return [s for s in SIDES if any(r.side == s for r in self.runs)]
+
     def summary(self) -> list[dict[str, Any]]:
-        """Per scenario and side: medians (and p90 where there are enough runs)."""
+        """Per scenario and side: medians (over the runs that have the value) and totals."""
         rows = []
         for scenario in self.scenarios():
             for side in SIDES:
@@ -168,10 +222,13 @@ class DrillResult:
                     "side": side,
                     "runs": len(runs),
                     "success": sum(1 for r in runs if r.final_state == "success"),
+                    "failed": sum(1 for r in runs if r.final_state != "success"),
+                    "retries": sorted({r.retries for r in runs}),
                     "recovered_s_median": _median(rec),
                     "work_redone_s_median": _median([r.work_redone_s for r in runs if r.work_redone_s is not None]),
                     "retries_spent_median": _median([r.retries_spent for r in runs]),
                     "retries_spent_total": sum(r.retries_spent for r in runs),
+                    "grants_total": sum(r.grants for r in runs),
                     "tries_median": _median([r.tries for r in runs]),
                     "job_runs_total": sum(r.job_runs for r in runs if r.job_runs is not None)
                     if any(r.job_runs is not None for r in runs) else None,
@@ -180,20 +237,42 @@ class DrillResult:
         return rows
 
     def ratios(self) -> list[dict[str, Any]]:
-        """stock / ours per scenario, for time to recover and work redone (None where ours is 0)."""
+        """Baseline ÷ ours per scenario and baseline (``stock``, ``stock-checkpointed``), for time to recover
+        and work redone. A ratio is ``None`` with a ``note`` saying why when there is no number: the
+        baseline failed in every run (it never recovered), ours did, or ours is 0."""
         by = {(row["scenario"], row["side"]): row for row in self.summary()}
         out = []
         for scenario in self.scenarios():
-            s, o = by.get((scenario, "stock")), by.get((scenario, "ours"))
-            if not s or not o:
+            o = by.get((scenario, "ours"))
+            if not o:
                 continue
-            out.append({
-                "scenario": scenario,
-                "recover_ratio": _ratio(s["recovered_s_median"], o["recovered_s_median"]),
-                "redone_ratio": _ratio(s["work_redone_s_median"], o["work_redone_s_median"]),
-                "redone_s": (s["work_redone_s_median"], o["work_redone_s_median"]),
-            })
+            for baseline in BASELINES:
+                b = by.get((scenario, baseline))
+                if not b:
+                    continue
+                note = None
+                if b["success"] == 0:
+                    note = f"{baseline} failed in every run ({b['failed']} of {b['runs']}, retries={_retries(b)}): no recovery to compare"
+                elif o["success"] == 0:
+                    note = f"ours failed in every run ({o['failed']} of {o['runs']}): no recovery to compare"
+                elif b["failed"]:
+                    note = f"{baseline} failed in {b['failed']} of {b['runs']} runs: medians over its successful runs"
+                failed_side = b["success"] == 0 or o["success"] == 0
+                out.append({
+                    "scenario": scenario,
+                    "baseline": baseline,
+                    "recover_ratio": None if failed_side else _ratio(b["recovered_s_median"], o["recovered_s_median"]),
+                    "redone_ratio": None if failed_side else _ratio(b["work_redone_s_median"], o["work_redone_s_median"]),
+                    "recovered_s": (b["recovered_s_median"], o["recovered_s_median"]),
+                    "redone_s": (b["work_redone_s_median"], o["work_redone_s_median"]),
+                    "baseline_failed": b["failed"],
+                    "note": note,
+                })
         return out
+
+
+def _retries(row: dict[str, Any]) -> str:
+    return "/".join(str(r) for r in row["retries"]) or "?"
 
 
 def _median(values: list[float]) -> float | None:

@@ -8,9 +8,12 @@
     result.save(Path("reports/drill/results.json"))
 
 Injecting a disruption is :mod:`.inject`, reading what a run cost is :mod:`.measure`; this module runs
-them (one run, a drill of several, chaos). Each side gets its own embedded Airflow 3.3.2 (``airflow_resilience.testing.AirflowEnvironment``): *stock*
-with ``[resilience] enabled = False`` running a plain loop, *ours* with the package on running the same
-loop through ``Checkpoint.iterate``. Pass ``environments={"ours": env}`` to use environments you started.
+them (one run, a drill of several, chaos). Three sides run the same task (``model.SIDES``) on two embedded
+Airflow 3.3.2 deployments (``airflow_resilience.testing.AirflowEnvironment``): *stock* (a plain loop) and
+*stock-checkpointed* (a hand-written ``task_state_store`` checkpoint) share one with
+``[resilience] enabled = False``; *ours* (``Checkpoint.iterate``) has its own with the package on. Every
+side's task has ``retries=0`` unless ``DrillConfig.retries`` says otherwise. Pass
+``environments={"ours": env, "stock": env2}`` to use environments you started.
 """
 
 from __future__ import annotations
@@ -24,18 +27,49 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow_resilience.drills.inject import _wait, disrupt
 from airflow_resilience.drills.measure import _read_marks, measure
-from airflow_resilience.drills.model import DISRUPTIONS, TASK, DrillResult, RunRecord
+from airflow_resilience.drills.model import DISRUPTIONS, SIDES, TASK, DrillResult, RunRecord
 
 log = logging.getLogger(__name__)
 
 DRILL_DAGS = Path(__file__).parent / "dags" / "resilience_drill.py"
 LOAD_DAG = "resilience_drill_load"
+#: the highest ``retries`` the drill DAG file has a variant for (``resilience_drill_load_r3``)
+MAX_RETRIES = 3
+#: which embedded Airflow a side runs on: both stock sides share the package-off one
+ENVIRONMENT_OF = {"stock": "stock", "stock-checkpointed": "stock", "ours": "ours"}
+#: the load task's run-conf ``mode`` per side (see ``dags/resilience_drill.py``)
+LOAD_MODE = {"stock": "plain", "stock-checkpointed": "task_state_store", "ours": "checkpoint"}
+#: what each side is given, for the report
+SIDE_GIVEN = {
+    "stock": "stock Airflow 3.3.2 ([resilience] enabled = False), the task as a plain loop",
+    "stock-checkpointed": "stock Airflow 3.3.2 ([resilience] enabled = False), a hand-written checkpoint: the count "
+                          "of finished items saved in context['task_state_store'] after each item, a retry resumes from it",
+    "ours": "airflow-resilience on, the same loop through Checkpoint.iterate",
+}
+#: the job workload: stock Airflow 3.3.2's DatabricksSubmitRunOperator already uses ResumableJobMixin
+JOB_SIDE_GIVEN = {
+    "stock": "stock Airflow 3.3.2, the provider's DatabricksSubmitRunOperator (it uses ResumableJobMixin, durable: "
+             "the run id is saved in task_state_store and a retry reconnects to the run)",
+    "stock-checkpointed": "the same DAG as stock: stock Airflow 3.3.2's DatabricksSubmitRunOperator already "
+                          "checkpoints in task_state_store (ResumableJobMixin); nothing more for a user to write",
+    "ours": "airflow-resilience on, ResumableDatabricksSubmitRunOperator",
+}
+
+
+def dag_for(workload: str, side: str, retries: int) -> str:
+    """The drill DAG a side runs with ``retries`` (a parse-time attribute: one DAG variant per value)."""
+    if not 0 <= retries <= MAX_RETRIES:
+        raise ValueError(f"drill retries must be 0..{MAX_RETRIES}, got {retries}")
+    suffix = f"_r{retries}" if retries else ""
+    if workload == "job":
+        return ("resilience_drill_job" if side == "ours" else "resilience_drill_job_stock") + suffix
+    return LOAD_DAG + suffix
 
 
 @dataclass(frozen=True)
@@ -77,8 +111,20 @@ class DrillConfig:
     task_id: str | None = None
     conf: dict[str, Any] | None = None
     at_seconds: float = 10.0
+    #: the drill task's ``retries`` per side (``SIDES``); a side not named gets 0, so a stock side that
+    #: cannot survive a disruption without a retry fails, and the report shows it
+    retries: dict[str, int] = field(default_factory=dict)
+
+    def retries_for(self, side: str) -> int:
+        return int(self.retries.get(side, 0))
 
     def check(self) -> None:
+        for side, n in self.retries.items():
+            if side not in SIDES:
+                raise ValueError(f"DrillConfig.retries: unknown side {side!r}; choose from {', '.join(SIDES)}")
+            if not isinstance(n, int) or not 0 <= n <= MAX_RETRIES:
+                raise ValueError(f"DrillConfig.retries[{side!r}] = {n!r}: retries must be 0..{MAX_RETRIES} "
+                                 f"(--retries / --stock-retries)")
         if self.dag_file is not None and not Path(self.dag_file).is_file():
             raise ValueError(f"--dag-file {self.dag_file}: no such file")
         if (self.dag_id is None) != (self.task_id is None) or (self.dag_file is not None and self.dag_id is None):
@@ -103,23 +149,28 @@ def run_one(
     job_server: Any = None,
     at_fractions: list[float] | None = None,
 ) -> RunRecord:
-    """Trigger one DAG run, disrupt it ``scenario.count`` times, wait for its end, and measure."""
+    """Trigger one DAG run, disrupt it ``scenario.count`` times, wait for its end, and measure. ``side`` is one
+    of ``SIDES``; the DAG variant has ``cfg.retries_for(side)`` retries (your own DAG: its own)."""
+    if side not in SIDES:
+        raise ValueError(f"unknown drill side {side!r}; choose from {', '.join(SIDES)}")
     tag = secrets.token_hex(3)
     run_id = f"drill__{side}__{scenario.label}__{tag}"
     marks = workdir / f"{run_id}.jsonl"
     task = TASK
+    retries: int | None = cfg.retries_for(side)
     if scenario.workload == "job":
         if job_server is None:
             raise ValueError("a 'job' scenario needs the loopback job server (job_server=...)")
-        dag_id = "resilience_drill_job" if side == "ours" else "resilience_drill_job_stock"
+        dag_id = dag_for("job", side, retries)
         conf = {"marks": str(marks), "duration": cfg.job_duration}
     elif scenario.workload == "dag":
         if not (cfg.dag_id and cfg.task_id):
             raise ValueError("a 'dag' scenario needs DrillConfig.dag_id and task_id")
         dag_id, task, conf = cfg.dag_id, cfg.task_id, dict(cfg.conf or {})
+        retries = None  # your DAG's own, read from Airflow
     else:
-        dag_id = LOAD_DAG
-        conf = {"marks": str(marks), "items": cfg.items, "seconds": cfg.seconds, "checkpoint": side == "ours"}
+        dag_id = dag_for("load", side, retries)
+        conf = {"marks": str(marks), "items": cfg.items, "seconds": cfg.seconds, "mode": LOAD_MODE[side]}
     triggered = time.time()
     af.trigger(dag_id, conf=conf, run_id=run_id)
     fractions = at_fractions or [scenario.at] * scenario.count
@@ -158,7 +209,8 @@ def run_one(
                 _wait(lambda: any(m["ev"] == "attempt-start" and m["t"] > try_before for m in _read_marks(marks)),
                       cfg.run_timeout, f"{run_id}: the attempt after try {try_before}")
     af.wait_for_run(dag_id, run_id, timeout=cfg.run_timeout)
-    return measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server, task)
+    return measure(af, side, scenario, cfg, dag_id, run_id, marks, triggered, disruptions, job_server, task,
+                   retries=retries)
 
 
 
@@ -169,7 +221,7 @@ def boot(side: str, *, database: str | None, heartbeat_timeout: int | None, job_
     from airflow_resilience.testing import AirflowEnvironment
 
     config: dict[str, str] = {}
-    if side == "stock":
+    if ENVIRONMENT_OF.get(side, side) == "stock":  # both stock sides: the package off
         config["AIRFLOW__RESILIENCE__ENABLED"] = "False"
     if heartbeat_timeout:
         config["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = str(heartbeat_timeout)
@@ -243,10 +295,31 @@ def _config_meta(cfg: DrillConfig) -> dict[str, Any]:
     }
 
 
+def _sides_meta(sides: tuple[str, ...], cfg: DrillConfig, scenarios: list[Scenario]) -> dict[str, Any]:
+    """What each side was given (retries, the loop or operator, which Airflow), for the report."""
+    workloads = {s.workload for s in scenarios}
+    given = {}
+    for side in sides:
+        what = []
+        if "load" in workloads:
+            what.append(SIDE_GIVEN[side])
+        if "job" in workloads:
+            what.append("job: " + JOB_SIDE_GIVEN[side])
+        if "dag" in workloads:
+            what.append("your DAG with the package " + ("on" if side == "ours" else "off"))
+        retries = "your DAG's own retries" if workloads == {"dag"} else f"retries={cfg.retries_for(side)}"
+        given[side] = f"{retries}; " + "; ".join(what)
+    return {
+        "retries": {side: cfg.retries_for(side) for side in sides},
+        "given": given,
+        "environments": {side: ENVIRONMENT_OF[side] for side in sides},
+    }
+
+
 def run_drill(
     scenarios: list[Scenario],
     *,
-    sides: tuple[str, ...] = ("stock", "ours"),
+    sides: tuple[str, ...] = SIDES,
     repeats: int = 1,
     config: DrillConfig | None = None,
     database: str | None = None,
@@ -256,12 +329,22 @@ def run_drill(
     concurrency: int = 3,
     on_progress: Callable[[str, RunRecord | None], None] | None = None,
 ) -> DrillResult:
-    """Run every scenario ``repeats`` times on each side; the sides run at the same time."""
+    """Run every scenario ``repeats`` times on each side; the sides run at the same time. Both stock sides
+    run on one package-off Airflow (``environments["stock"]`` or one booted here), ours on its own."""
     cfg = config or DrillConfig()
     cfg.check()
+    bad = [s for s in sides if s not in SIDES]
+    if bad:
+        raise ValueError(f"unknown drill sides {bad}; choose from {', '.join(SIDES)}")
+    skipped = []
+    if "stock-checkpointed" in sides and any(s.workload == "dag" for s in scenarios):
+        # the drill cannot hand-write a checkpoint into your DAG: its stock side is all there is
+        sides = tuple(s for s in sides if s != "stock-checkpointed")
+        skipped.append("stock-checkpointed (your own DAG: the drill cannot write your checkpoint)")
+    sides = tuple(s for s in SIDES if s in sides)
     workdir = Path(tempfile.mkdtemp(prefix="resilience-drill-"))
-    envs = dict(environments or {})
-    owned = [s for s in sides if s not in envs]
+    envs = {ENVIRONMENT_OF[k] if k in ENVIRONMENT_OF else k: v for k, v in (environments or {}).items()}
+    owned = list(dict.fromkeys(ENVIRONMENT_OF[s] for s in sides if ENVIRONMENT_OF[s] not in envs))
     runs: list[RunRecord] = []
     errors: list[BaseException] = []
     started = time.time()
@@ -272,22 +355,25 @@ def run_drill(
                 if on_progress:
                     on_progress(f"booting the {side} Airflow", None)
             extra = [Path(cfg.dag_file)] if cfg.dag_file else []
+            # a shared Airflow runs every side's runs at once: enough LocalExecutor slots for all of them
+            slots = {e: max(4, concurrency * sum(1 for s in sides if ENVIRONMENT_OF[s] == e)) for e in owned}
             threads = [threading.Thread(target=lambda s=side: boots.__setitem__(s, boot(
-                s, database=database, heartbeat_timeout=heartbeat_timeout, job_server=server, extra_dags=extra)))
+                s, database=database, heartbeat_timeout=heartbeat_timeout, job_server=server, extra_dags=extra,
+                parallelism=slots[s])))
                 for side in owned]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             envs.update(boots)
-            missing = [s for s in sides if s not in envs]
+            missing = list(dict.fromkeys(ENVIRONMENT_OF[s] for s in sides if ENVIRONMENT_OF[s] not in envs))
             if missing:
                 raise RuntimeError(f"could not boot the {', '.join(missing)} Airflow (see the log above)")
 
             def side_worker(side: str) -> None:
                 calls = [
                     (f"{side} {sc.label}",
-                     lambda sc=sc: run_one(envs[side], side, sc, cfg, workdir, job_server=server))
+                     lambda sc=sc: run_one(envs[ENVIRONMENT_OF[side]], side, sc, cfg, workdir, job_server=server))
                     for sc in scenarios for _ in range(repeats)
                 ]
                 done, failed = _run_concurrently(calls, concurrency=concurrency, stagger=0.5, on_progress=on_progress)
@@ -312,6 +398,8 @@ def run_drill(
         "duration_s": round(time.time() - started, 1),
         "database": database_kind,
         "sides": list(sides),
+        "sides_skipped": skipped,
+        **_sides_meta(sides, cfg, scenarios),
         "repeats": repeats,
         "heartbeat_timeout_s": heartbeat_timeout or 300,
         "heartbeat_timeout_shortened": bool(heartbeat_timeout),
@@ -319,7 +407,7 @@ def run_drill(
         **_config_meta(cfg),
     }
     order = {(s.label, side): i for i, s in enumerate(scenarios) for side in sides}
-    runs.sort(key=lambda r: (order.get((r.scenario, r.side), 0), r.side, r.triggered_at))
+    runs.sort(key=lambda r: (order.get((r.scenario, r.side), 0), SIDES.index(r.side), r.triggered_at))
     return DrillResult(meta, runs)
 
 
