@@ -34,10 +34,49 @@ def disrupt(af: Any, kind: str, dag_id: str, run_id: str, grace: float, task_id:
 
         threading.Thread(target=finish, daemon=True, name="drill-grace").start()
         return {"kind": kind, "at": at, "target_pid": procs.supervisor, "grace_s": grace}
-    component = {"scheduler_restart": "scheduler", "api_restart": "api-server"}[kind]
-    af.stop_component(component, signal.SIGTERM)
-    af.start_component(component)
-    return {"kind": kind, "at": at, "component": component}
+    return disrupt_control_plane(af, kind, at)
+
+
+def disrupt_control_plane(af: Any, kind: str, at: float | None = None) -> dict[str, Any]:
+    """Restart (or kill and restart) one part of the deployment, as its process supervisor would:
+
+    * ``scheduler_restart``: SIGTERM the scheduler (with LocalExecutor its task processes go with it, as in a
+      scheduler pod or a systemd unit), start a new one;
+    * ``api_restart``: SIGTERM the API server (the execution API every task talks to), start a new one;
+    * ``triggerer_kill``: SIGKILL the triggerer (its triggers are picked up by the new one);
+    * ``db_restart``: ``pg_ctl restart -m fast`` of the metadata database's server: every connection is cut;
+    * ``broker_restart``: the Celery broker (Redis, no persistence) stopped and started empty.
+
+    After a database or broker restart, a component that exited on the lost connection is started again (what
+    systemd or Kubernetes does); the record names it."""
+    at = time.time() if at is None else at
+    if kind in ("scheduler_restart", "api_restart", "triggerer_kill"):
+        component, sig = {"scheduler_restart": ("scheduler", signal.SIGTERM), "api_restart": ("api-server", signal.SIGTERM),
+                          "triggerer_kill": ("triggerer", signal.SIGKILL)}[kind]
+        af.stop_component(component, sig)
+        af.start_component(component)
+        return {"kind": kind, "at": at, "component": component}
+    if kind == "db_restart":
+        server = getattr(af, "postgres_server", None)
+        if server is None:
+            raise ValueError(
+                "db_restart needs a metadata database on a PostgreSQL server the drill may restart: "
+                "AirflowEnvironment.create(postgres_server=PrivatePostgres().start()) (the drill CLI starts one)")
+        server.restart("fast")
+    elif kind == "broker_restart":
+        server = getattr(af, "redis_server", None)
+        if server is None or getattr(af, "executor", "") != "celery":
+            raise ValueError(
+                "broker_restart needs a CeleryExecutor environment on a Redis the drill may restart: "
+                "AirflowEnvironment.create(executor='celery', redis_server=PrivateRedis().start())")
+        server.restart()
+    else:
+        raise ValueError(f"unknown control-plane disruption {kind!r}")
+    time.sleep(2)  # a component that loses its connection for good exits within this
+    restarted = [name for name, proc in list(af._procs.items()) if proc.poll() is not None]
+    for name in restarted:
+        af.start_component(name)
+    return {"kind": kind, "at": at, "restarted": restarted}
 
 
 def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:

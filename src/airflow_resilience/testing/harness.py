@@ -94,6 +94,13 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
     env: dict[str, str]
     _owned_home: bool = False
     _postgres_db: str | None = None
+    #: The PostgreSQL server (host, port) this environment's database lives on (``None``: the session's).
+    postgres: tuple[str, int] | None = None
+    #: Servers this environment may restart (control-plane drills): a private PostgreSQL cluster
+    #: (:class:`~airflow_resilience.testing.pgcluster.PrivatePostgres`) and a private Redis
+    #: (:class:`~airflow_resilience.testing.services.PrivateRedis`), each with ``restart()``.
+    postgres_server: Any = None
+    redis_server: Any = None
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     _token: str | None = None
     _engine: Any = None
@@ -134,6 +141,8 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
         kube: Any = None,
         nodes: int = 2,
         users: Mapping[str, tuple[str, str]] | None = None,
+        postgres_server: Any = None,
+        redis_server: Any = None,
     ) -> AirflowEnvironment:
         """Prepare a home, a database and the configuration, deploy ``dags`` and (by default) start.
 
@@ -151,18 +160,25 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
         :param kube: ``executor="kubernetes"``: a running :class:`~airflow_resilience.testing.kube.KubeCluster`
             to use (shared by several environments); without it one with ``nodes`` node agents is started and
             stopped with the environment. Task pods carry this environment's configuration in their pod template.
+        :param postgres_server: a running private PostgreSQL cluster
+            (:class:`~airflow_resilience.testing.pgcluster.PrivatePostgres`) to put the database on instead of the
+            session's; a control-plane drill may restart it (``db_restart``). Not stopped with the environment.
+        :param redis_server: likewise a running :class:`~airflow_resilience.testing.services.PrivateRedis` for the
+            Celery broker (``broker_restart``).
         """
+        pg_address = ("127.0.0.1", postgres_server.port) if postgres_server is not None else postgres_address()
+        redis_addr = ("127.0.0.1", redis_server.port) if redis_server is not None else redis_address()
         if executor not in ("local", "celery", "kubernetes"):
             raise ValueError(f"executor must be 'local', 'celery' or 'kubernetes', got {executor!r}")
         if executor == "kubernetes":
-            if database == "sqlite" or not postgres_reachable():
-                raise EnvironmentUnavailable("KubernetesExecutor needs PostgreSQL on %s:%d (not SQLite)" % postgres_address())
+            if database == "sqlite" or not postgres_reachable(*pg_address):
+                raise EnvironmentUnavailable("KubernetesExecutor needs PostgreSQL on %s:%d (not SQLite)" % pg_address)
             database = "postgres"
         if executor == "celery":
-            if database == "sqlite" or not postgres_reachable():
-                raise EnvironmentUnavailable("CeleryExecutor needs PostgreSQL on %s:%d (not SQLite)" % postgres_address())
-            if not redis_reachable():
-                raise EnvironmentUnavailable("CeleryExecutor tests need Redis on %s:%d" % redis_address())
+            if database == "sqlite" or not postgres_reachable(*pg_address):
+                raise EnvironmentUnavailable("CeleryExecutor needs PostgreSQL on %s:%d (not SQLite)" % pg_address)
+            if not redis_reachable(*redis_addr):
+                raise EnvironmentUnavailable("CeleryExecutor tests need Redis on %s:%d" % redis_addr)
             database = "postgres"
         owned = home is None
         home = Path(tempfile.mkdtemp(prefix="airflow-resilience-")) if home is None else Path(home)
@@ -172,13 +188,13 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
         choice = database or os.environ.get("AIRFLOW_RESILIENCE_TEST_DB") or "auto"
         pg_db = None
         if choice == "auto":
-            choice = "postgres" if postgres_reachable() else "sqlite"
+            choice = "postgres" if postgres_reachable(*pg_address) else "sqlite"
             if choice == "sqlite":
-                log.warning("PostgreSQL is not reachable on %s:%d: using SQLite", *postgres_address())
+                log.warning("PostgreSQL is not reachable on %s:%d: using SQLite", *pg_address)
         if choice == "postgres":
             pg_db = f"airflow_resilience_{secrets.token_hex(4)}"
-            _pg_admin(f'CREATE DATABASE "{pg_db}"')
-            pg_host, pg_port = postgres_address()
+            _pg_admin(f'CREATE DATABASE "{pg_db}"', pg_address)
+            pg_host, pg_port = pg_address
             url = f"postgresql+psycopg2://postgres@{pg_host}:{pg_port}/{pg_db}"
         elif choice == "sqlite":
             url = f"sqlite:///{home / 'airflow.db'}"
@@ -227,8 +243,8 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
             env.update(
                 {
                     "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                    "AIRFLOW__CELERY__BROKER_URL": "redis://%s:%d/" % redis_address() + str(1 + secrets.randbelow(15)),
-                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://postgres@%s:%d/" % postgres_address() + str(pg_db),
+                    "AIRFLOW__CELERY__BROKER_URL": "redis://%s:%d/" % redis_addr + str(1 + secrets.randbelow(15)),
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://postgres@%s:%d/" % pg_address + str(pg_db),
                     "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resilience.airflow.celery.CELERY_CONFIG",
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(worker_concurrency),
                     "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
@@ -286,6 +302,9 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
             env=env,
             _owned_home=owned,
             _postgres_db=pg_db,
+            postgres=pg_address if pg_db else None,
+            postgres_server=postgres_server,
+            redis_server=redis_server,
             executor=executor,
             workers=workers,
             celery_queue=queue,
@@ -392,7 +411,7 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
             self._engine = None
         if self._postgres_db:
             try:
-                _pg_admin(f'DROP DATABASE IF EXISTS "{self._postgres_db}" WITH (FORCE)')
+                _pg_admin(f'DROP DATABASE IF EXISTS "{self._postgres_db}" WITH (FORCE)', self.postgres)
             except Exception:
                 log.exception("could not drop database %s", self._postgres_db)
             self._postgres_db = None
@@ -454,10 +473,10 @@ def _airflow_bin() -> str:
     return str(candidate) if candidate.exists() else "airflow"
 
 
-def _pg_admin(statement: str) -> None:
+def _pg_admin(statement: str, address: tuple[str, int] | None = None) -> None:
     import psycopg2
 
-    host, port = postgres_address()
+    host, port = address or postgres_address()
     conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres")
     conn.autocommit = True
     try:

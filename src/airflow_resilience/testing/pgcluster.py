@@ -81,6 +81,16 @@ class PrivatePostgres:
         self._bin = bin_dir
         return self
 
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m MODE``: every connection is cut, the server comes back on the same port with the
+        same settings (a database failover or maintenance restart, for control-plane drills)."""
+        if self.root is None:
+            raise RuntimeError("PrivatePostgres.restart: the cluster is not running (start it first)")
+        done = self._run(str(_bin_dir() / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode, "-w", "restart", check=False)
+        if done.returncode != 0:
+            log = (self.root / "server.log").read_text() if (self.root / "server.log").exists() else ""
+            raise PostgresUnavailable(f"pg_ctl restart -m {mode} failed: {done.stderr.strip()}\n{log[-2000:]}")
+
     def adopt(self) -> PrivatePostgres:
         """Take over a cluster another process started (``root`` and ``port`` given), so :meth:`stop` ends it."""
         if os.geteuid() == 0:

@@ -192,6 +192,24 @@ class PrivateRedis:
             raise ServiceMissing("Redis: no redis-server binary on PATH")
         self.root = Path(tempfile.mkdtemp(prefix="resilience-redis-"))
         self.port = self.port or free_port()
+        return self._spawn(server, timeout)
+
+    def restart(self, timeout: float = 20) -> None:
+        """Stop the server (SIGTERM, by PID) and start it again on the same port, empty (no persistence): a
+        broker restart for control-plane drills. Messages it held are gone, as with a Redis without AOF."""
+        server = redis_server_bin()
+        if self._proc is None or self.root is None or server is None:
+            raise RuntimeError("PrivateRedis.restart: the server is not running (start it first)")
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        self._spawn(server, timeout)
+
+    def _spawn(self, server: str, timeout: float) -> PrivateRedis:
+        assert self.root is not None
         logfile = self.root / "redis.log"
         self._proc = subprocess.Popen(
             [
