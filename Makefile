@@ -25,7 +25,7 @@ k8s: install
 # The heartbeat timeout is shortened to 30 s on both sides to keep it to a few minutes (the report says so).
 demo: install
 	$(PY) -m airflow_resilience.drills --scenario eviction,lost_worker,oom --items 30 --seconds 1 \
-		--heartbeat-timeout 30 --out reports/drill
+		--sides stock,stock-checkpointed,ours --retries 0 --stock-retries 1 --heartbeat-timeout 30 --out reports/drill
 
 # The suite: the UI's type check, Vitest suite and reproducible-build check first (about a minute), then pytest.
 test: install k8s ui-test

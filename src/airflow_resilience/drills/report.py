@@ -20,7 +20,8 @@ DEFAULT_GIVEN = {
     "stock-checkpointed": "stock Airflow, package off, a hand-written task_state_store checkpoint",
     "ours": "airflow-resilience on, Checkpoint.iterate",
 }
-STATE_COLORS = {"running": "#4f81bd", "resumed": "#2e9e5b", "failed": "#c0504d", "waiting": "#d9d9d9"}
+#: attempt states in the timeline: apart from the side colours (the side is the strip left of each row)
+STATE_COLORS = {"running": "#8c8c8c", "resumed": "#2e9e5b", "failed": "#7b3294", "waiting": "#d9d9d9"}
 
 
 # ---------------------------------------------------------------------------------------------- terminal
@@ -180,7 +181,7 @@ def timeline_png(result: DrillResult) -> str:
         Patch(color=STATE_COLORS["waiting"], label="waiting for the next attempt"),
         Patch(color=STATE_COLORS["resumed"], label="next attempt (checkpointed sides: resumed)"),
         *[Patch(color=COLORS[side], label=f"side: {LABELS[side]}") for side in result.sides()],
-    ], loc="lower right", fontsize=7)
+    ], loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.8 * (0.42 * len(runs) + 1.8))), ncol=3, fontsize=7)
     return _png(fig)
 
 
@@ -215,7 +216,8 @@ def bars_png(result: DrillResult) -> str:
         ax.set_xticks([x + width * (len(sides) - 1) / 2 for x in range(len(scenarios))])
         ax.set_xticklabels(scenarios, rotation=20, fontsize=8)
         ax.set_title(title, fontsize=9)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(sides), fontsize=8, bbox_to_anchor=(0.5, -0.08))
     return _png(fig)
 
 
