@@ -144,11 +144,13 @@ def timeline_png(result: DrillResult) -> str:
     runs = result.runs
     fig, ax = plt.subplots(figsize=(10, 0.42 * len(runs) + 1.8))
     labels = []
+    span = max([10.0] + [(a.end or a.start) - r.triggered_at for r in runs for a in r.attempts if a.start is not None])
+    strip = span * 0.015
     for row, run in enumerate(reversed(runs)):
         t0 = run.triggered_at
         labels.append(f"{run.side} · {run.scenario}" + ("" if run.final_state == "success" else f" ({run.final_state})"))
         # the side's colour as a strip left of the row
-        ax.barh(row, 0.6, left=-1.2, color=COLORS.get(run.side, "#888"), height=0.8)
+        ax.barh(row, strip, left=-2 * strip, color=COLORS.get(run.side, "#888"), height=0.8)
         prev_end = None
         hits = sorted(d["at"] for d in run.disruptions)
         for a in sorted(run.attempts, key=lambda a: a.try_number):
@@ -216,6 +218,7 @@ def bars_png(result: DrillResult) -> str:
         ax.set_xticks([x + width * (len(sides) - 1) / 2 for x in range(len(scenarios))])
         ax.set_xticklabels(scenarios, rotation=20, fontsize=8)
         ax.set_title(title, fontsize=9)
+        ax.set_ylim(bottom=0, top=max(1.0, ax.get_ylim()[1]))  # counts that are all 0 still start at 0
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(sides), fontsize=8, bbox_to_anchor=(0.5, -0.08))
     return _png(fig)
