@@ -126,7 +126,7 @@ def main() -> int:
     print(f"\n{args.items} x {args.seconds}s task, disrupted at 1/3; ours retries=0, stock sides "
           f"retries={args.stock_retries}; counts from task_instance / task_instance_history")
     for name in SCENARIOS:
-        print(f"\n{name}:{'':36}" + "".join(f"{side:>21}" for side in SIDES))
+        print(f"\n{name + ':':44}" + "".join(f"{side:>21}" for side in SIDES))
         for label, key in rows:
             cells = "".join(f"{str(results.get((side, name), {}).get(key, 'not run')):>21}" for side in SIDES)
             print(f"  {label:42}{cells}")
