@@ -13,18 +13,35 @@ What is saved, and when
 -----------------------
 All state of one attempt is one JSON document in the task instance's state store (key
 ``resilience:checkpoint:try-N``) plus a small *head* record naming the latest document. ``step()``
-results are written as soon as the step returns. ``set()`` and ``iterate()`` progress are written at
-once by default (``flush_interval=0``); with a positive ``flush_interval`` they are batched and written at
-most that many seconds apart, at the end of an ``iterate`` loop, when the loop body raises, on
-``flush()``, when the task ends (the plugin's listener flushes), and at the first item boundary after a
-SIGTERM (and at every boundary after it: the process is being stopped).
+results are written as soon as the step returns (the step waits for its write). ``set()`` and
+``iterate()`` progress are written at once by default (``flush_interval=0``); with a positive
+``flush_interval`` they are batched and written at most that many seconds apart, at the end of an
+``iterate`` loop, when the loop body raises, on ``flush()``, when the task ends (the plugin's listener
+flushes), and at the first item boundary after a SIGTERM (and at every boundary after it: the process is
+being stopped).
+
+Write-behind (``write_behind=True``; in Airflow ``[resilience] checkpoint_write_behind``, on by default):
+those ``set()``/``iterate()`` writes run on a background thread (:mod:`airflow_resilience.checkpoint_writer`)
+while the task goes on. At most one write is in flight; a newer state waits for it in one slot, replacing
+any older state waiting there. ``set()`` returns at once; an ``iterate`` boundary waits until the state it
+hands over has been *taken* by the writer (so the previous write has landed) — the loop never runs more
+than one item ahead of the store. ``flush()``, ``step()``, the end of a loop, a SIGTERM drain and the end
+of the task wait until everything is written. A failed background write is raised by the next checkpoint
+call (``set``, a loop boundary, ``step``, ``flush``) with the same error as a synchronous write:
+``StaleAttemptError`` when a newer attempt took over (and at every later call), ``CheckpointStoreError``
+for a store failure (the state stays pending and is written again by the next write). Values are
+validated (JSON, size) synchronously in ``set()``.
 
 Known limitation — what a hard kill loses
 -----------------------------------------
-A SIGKILL (or OOM kill, or a lost node) loses only what was not yet written: with ``flush_interval=0``
-the loop item that was running (it is redone) and, for ``step()``, a result computed but not yet written
-(the write takes a few milliseconds after ``fn`` returns; in that window the step runs again). With a
-positive ``flush_interval`` add at most ``flush_interval`` seconds of finished items.
+A SIGKILL (or OOM kill, or a lost node) loses only what was not yet written. Synchronous writes
+(``write_behind=False``) with ``flush_interval=0``: the loop item that was running (it is redone). With
+write-behind: at most **two** items of an ``iterate`` loop are redone — the last item whose write was in
+flight and the item after it, whether that one was still running or had finished and was waiting for that
+write; and the ``set()`` values handed over since the last write that completed (the write in flight and
+the state waiting behind it). For ``step()`` either way: a result computed but not yet written (the write
+takes a few milliseconds after ``fn`` returns; in that window the step runs again). With a positive
+``flush_interval`` add at most ``flush_interval`` seconds of finished items.
 
 Fencing
 -------
@@ -37,7 +54,9 @@ overwrites a newer attempt's progress.
 
 from __future__ import annotations
 
+import enum
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +65,7 @@ from typing import Any, TypeVar
 
 from airflow_resilience import context
 from airflow_resilience.attempt import FORMAT, HEAD_KEY, AttemptId, Head, Plan, doc_key, plan
+from airflow_resilience.checkpoint_writer import WriteBehind
 from airflow_resilience.errors import (
     CheckpointTooLargeError,
     ConfigurationError,
@@ -79,6 +99,34 @@ class Resumption:
     steps: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Write:
+    """One write of the checkpoint: the document, then (first write, daily refresh) the head, then the
+    deletion of the previous attempt's document."""
+
+    key: str
+    document: dict[str, Any]
+    head: dict[str, Any] | None
+    delete: str | None
+
+    @staticmethod
+    def merge(older: _Write, newer: _Write) -> _Write:
+        """``newer`` replaces ``older`` waiting for the writer: its document, and whatever head or deletion
+        ``older`` still had to do."""
+        return _Write(newer.key, newer.document, newer.head or older.head, newer.delete or older.delete)
+
+
+class _Wait(enum.Enum):
+    """How long a write through the write-behind thread is waited for."""
+
+    #: Return at once (``set()``).
+    NONE = "none"
+    #: Until the writer has taken it: every earlier write has landed (an ``iterate`` boundary).
+    TAKEN = "taken"
+    #: Until it is written (``flush()``, ``step()``, the end of a loop or of the task).
+    WRITTEN = "written"
+
+
 def _validate_interval(value: Any, name: str = "flush_interval") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
         raise ConfigurationError(
@@ -102,6 +150,7 @@ class Checkpoint:
         *,
         keep_on_clear: bool = False,
         flush_interval: float = 0.0,
+        write_behind: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -117,7 +166,10 @@ class Checkpoint:
         self._fenced: StaleAttemptError | None = None
         self._untouched = False
         self._ledger: Ledger | None = None
+        self._writer: WriteBehind[_Write] | None = None
+        #: State-store writes made (documents and heads), counted when they land.
         self.writes = 0
+        self.write_behind = write_behind
 
         head_raw = store.get(HEAD_KEY)
         head = None if head_raw is None else Head.from_json(head_raw)
@@ -201,7 +253,13 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ inside Airflow
     @classmethod
-    def current(cls, *, keep_on_clear: bool | None = None, flush_interval: float | None = None) -> Checkpoint:
+    def current(
+        cls,
+        *,
+        keep_on_clear: bool | None = None,
+        flush_interval: float | None = None,
+        write_behind: bool | None = None,
+    ) -> Checkpoint:
         """The checkpoint of the running task attempt (one object per attempt).
 
         :param keep_on_clear: resume from the saved checkpoint even after a user cleared the task instance
@@ -209,8 +267,14 @@ class Checkpoint:
             ``[resilience] checkpoint_keep_on_clear``.
         :param flush_interval: seconds between writes of ``set``/``iterate`` progress; 0 writes at once.
             Defaults to ``[resilience] checkpoint_flush_interval``.
+        :param write_behind: write ``set``/``iterate`` progress on a background thread while the task goes
+            on (see the module docstring for what a hard kill can then lose). Defaults to
+            ``[resilience] checkpoint_write_behind``.
         """
-        return context.current().current_checkpoint(keep_on_clear, flush_interval)
+        ckpt = context.current().current_checkpoint(keep_on_clear, flush_interval)
+        if write_behind is not None:
+            ckpt.write_behind = write_behind
+        return ckpt
 
     # ------------------------------------------------------------------ values
     @property
@@ -220,7 +284,28 @@ class Checkpoint:
     @property
     def fenced(self) -> bool:
         """True once a write was refused because a newer attempt took over."""
-        return self._fenced is not None
+        if self._fenced is not None:
+            return True
+        writer = self._writer
+        return writer is not None and isinstance(writer.failed, StaleAttemptError)
+
+    @property
+    def write_behind(self) -> bool:
+        """Whether ``set``/``iterate`` writes run on the background writer (settable; turning it off waits
+        for the writer and raises what it failed with)."""
+        return self._writer is not None
+
+    @write_behind.setter
+    def write_behind(self, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise ConfigurationError(f"write_behind must be True or False, got {on!r}")
+        with self._lock:
+            if on and self._writer is None:
+                self._writer = WriteBehind(self._apply, coalesce=_Write.merge)
+            elif not on and self._writer is not None:
+                self._writer.wait_idle()
+                self._collect_failure()
+                self._writer = None
 
     @property
     def generation(self) -> int:
@@ -248,7 +333,11 @@ class Checkpoint:
             return self._values.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
-        """Save ``value`` (JSON) under ``key``; written at once or within ``flush_interval``."""
+        """Save ``value`` (JSON) under ``key``; written at once or within ``flush_interval``.
+
+        The value is checked here (JSON, size). With write-behind the write is handed to the background
+        writer and ``set`` returns at once; an error of that write is raised by the next checkpoint call.
+        """
         check_json(key, value)
         with self._lock:
             previous = self._values.get(key, _MISSING)
@@ -290,7 +379,9 @@ class Checkpoint:
 
         An item counts as finished when the loop body returns to the loop for the next item. The
         iterable must produce the same items in the same order on every attempt (items are matched by
-        position; the skipped ones are still drawn from the iterable, not processed).
+        position; the skipped ones are still drawn from the iterable, not processed). With write-behind the
+        next item starts while the previous item's position is written; it waits only when the write before
+        that one has not landed yet.
         """
         interval = self._flush_interval if flush_interval is None else _validate_interval(flush_interval)
         with self._lock:
@@ -304,15 +395,13 @@ class Checkpoint:
                 with self._lock:
                     self._loops[key] = {"done": index}
                     self._dirty = True
-                    self._maybe_flush(interval)
+                    self._maybe_flush(interval, _Wait.TAKEN)
             with self._lock:
                 self._loops[key] = {"done": index, "complete": True}
                 self._dirty = True
         finally:
             # Normal end, an exception in the loop body, or a break: what finished is written now.
-            with self._lock:
-                if self._dirty:
-                    self.flush()
+            self.flush()
 
     def done_items(self, key: str) -> int:
         """How many items of ``iterate(key=...)`` are finished so far."""
@@ -338,47 +427,111 @@ class Checkpoint:
             self._untouched = True
 
     def flush(self) -> None:
-        """Write what is pending now. Raises :class:`StaleAttemptError` when a newer attempt took over."""
+        """Write what is pending and wait until it is written (with write-behind: also the write in flight).
+
+        Raises :class:`StaleAttemptError` when a newer attempt took over, and the error of a failed
+        background write.
+        """
+        writer = self._writer
+        if writer is not None and writer.on_thread():
+            return  # a loop's generator finalized by the garbage collector on the writer's own thread
         with self._lock:
             if self._untouched:
+                if self._writer is not None:
+                    self._writer.wait_idle()  # what was handed over before stays; nothing new is written
                 return
-            if self._fenced is not None:
-                raise StaleAttemptError(str(self._fenced))
-            if not self._dirty and self._head_written:
-                return
-            self._attempts[-1]["written_at"] = round(time.time(), 3)
-            document = self._document()
-            key = doc_key(self._attempt.try_number)
-            try:
-                self._store.set(key, document)
-            except StaleAttemptError as exc:
-                self._fenced = exc
-                raise
-            self.writes += 1
-            if self._head_written and self._clock() - self._head_written_at > HEAD_REFRESH_SECONDS:
-                self._head_written = False  # rewrite it: state-store rows expire counted from their last write
-            if not self._head_written:
-                head = Head(
-                    try_number=self._attempt.try_number,
-                    max_tries=self._attempt.max_tries,
-                    clear_number=self._attempt.clear_number,
-                    generation=self._generation,
-                )
-                self._store.set(HEAD_KEY, head.to_json())
-                self.writes += 1
-                self._head_written = True
-                self._head_written_at = self._clock()
-                if self._previous_doc is not None:
-                    # The old document is superseded by the one just written; drop it to keep one.
-                    self._store.delete(self._previous_doc)
-                    self._previous_doc = None
-            self._dirty = False
-            self._last_flush = self._clock()
+            self._write(_Wait.WRITTEN)
 
-    def _maybe_flush(self, interval: float | None = None) -> None:
+    def _maybe_flush(self, interval: float | None = None, wait: _Wait = _Wait.NONE) -> None:
+        self._collect_failure()
         interval = self._flush_interval if interval is None else interval
         if interval <= 0 or self._flush_soon or self._clock() - self._last_flush >= interval:
-            self.flush()
+            self._write(wait)
+
+    def _write(self, wait: _Wait) -> None:
+        """Write the current state, inline or through the writer (then waiting as ``wait`` says); under the lock."""
+        self._collect_failure()
+        if self._untouched:
+            return
+        if self._fenced is not None:
+            raise StaleAttemptError(str(self._fenced))
+        writer = self._writer
+        if self._dirty or not self._head_written:
+            job = self._next_write(copy=writer is not None)
+            if writer is None:
+                try:
+                    self._apply(job)
+                except StaleAttemptError as exc:
+                    self._fenced = exc
+                    raise
+            else:
+                writer.submit(job)
+            self._handed_over(job)  # after the hand-over: a drain raised before it leaves the state pending
+        if writer is None:
+            return
+        if wait is _Wait.WRITTEN or self._flush_soon:  # after a SIGTERM every write is waited for
+            writer.wait_idle()
+        elif wait is _Wait.TAKEN:
+            writer.wait_taken()
+        self._collect_failure()
+
+    def _next_write(self, *, copy: bool) -> _Write:
+        """The write of the current state. Changes nothing but the attempt's ``written_at``."""
+        self._attempts[-1]["written_at"] = round(time.time(), 3)
+        document = self._document()
+        if copy:  # the writer sends it later: later changes must not reach it, half-made
+            document = json.loads(json.dumps(document))
+        head_due = not self._head_written or self._clock() - self._head_written_at > HEAD_REFRESH_SECONDS
+        head = None
+        if head_due:  # state-store rows expire counted from their last write: a long attempt rewrites it
+            head = Head(
+                try_number=self._attempt.try_number,
+                max_tries=self._attempt.max_tries,
+                clear_number=self._attempt.clear_number,
+                generation=self._generation,
+            ).to_json()
+        return _Write(doc_key(self._attempt.try_number), document, head, self._previous_doc if head_due else None)
+
+    def _apply(self, job: _Write) -> None:
+        """Send one write to the store (inline, or on the writer's thread: it touches no checkpoint state
+        but the ``writes`` counter)."""
+        self._store.set(job.key, job.document)
+        self.writes += 1
+        if job.head is not None:
+            self._store.set(HEAD_KEY, job.head)
+            self.writes += 1
+            if job.delete is not None:
+                # The old document is superseded by the one just written; drop it to keep one.
+                self._store.delete(job.delete)
+
+    def _handed_over(self, job: _Write) -> None:
+        self._dirty = False
+        self._last_flush = self._clock()
+        if job.head is not None:
+            self._head_written = True
+            self._head_written_at = self._clock()
+            if job.delete is not None:
+                self._previous_doc = None
+
+    def _collect_failure(self) -> None:
+        """Raise the error of a failed background write (once; a refusal also marks this attempt fenced,
+        so every later write raises it too). What it was writing is pending again."""
+        writer = self._writer
+        if writer is None:
+            return
+        failure = writer.take_failure()
+        if failure is None:
+            return
+        job, exc, waiting = failure
+        if isinstance(exc, StaleAttemptError):
+            self._fenced = exc
+        self._dirty = True
+        for lost in (job, waiting):
+            if lost is not None and lost.head is not None:
+                self._head_written = False
+                if lost.delete is not None:
+                    self._previous_doc = lost.delete
+        raise exc
 
     def _document(self) -> dict[str, Any]:
         return {

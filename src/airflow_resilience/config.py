@@ -71,6 +71,7 @@ class Settings:
 
     checkpoint_flush_interval: float = _default("checkpoint_flush_interval")
     checkpoint_keep_on_clear: bool = _default("checkpoint_keep_on_clear")
+    checkpoint_write_behind: bool = _default("checkpoint_write_behind")
     enabled: bool = _default("enabled")
     selective_enable: bool = _default("selective_enable")
     enable_tag: str = _default("enable_tag")

@@ -14,6 +14,15 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
         "kill may then also redo the items finished in the last interval. step() results are always "
         "written at once.",
     ),
+    "checkpoint_write_behind": (
+        "boolean",
+        "True",
+        "Write Checkpoint.set()/iterate() progress on a background thread while the task goes on (at most one "
+        "write in flight; a loop item waits only when the write before the previous one has not landed). A "
+        "graceful end (success, failure, SIGTERM drain) still writes everything; a hard kill may redo at most "
+        "two loop items instead of one. False writes synchronously. step() results are always written before "
+        "step() returns. Per task: Checkpoint.current(write_behind=False).",
+    ),
     "checkpoint_keep_on_clear": (
         "boolean",
         "False",

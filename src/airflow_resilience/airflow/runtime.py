@@ -63,6 +63,7 @@ def checkpoint_for_running_task(keep_on_clear: bool | None, flush_interval: floa
         attempt,
         keep_on_clear=cfg.checkpoint_keep_on_clear if keep_on_clear is None else keep_on_clear,
         flush_interval=cfg.checkpoint_flush_interval if flush_interval is None else flush_interval,
+        write_behind=cfg.checkpoint_write_behind,
     )
     _hook_sigterm()
     return ckpt
