@@ -296,7 +296,10 @@ def test_task_on_a_worker_that_never_answers_is_never_handed_back(nodes, marks):
     try:
         af.start_component(quiet, env={"AIRFLOW__CELERY__WORKER_ENABLE_REMOTE_CONTROL": "False"})
         af.wait_worker_ready(quiet)
-        run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 60, "delay": 1.0})
+        # The task holds (after its 20 steps) until the test has seen the idle worker declared lost and the watch
+        # go on past it: on a loaded machine the workers' starts could otherwise outlast a fixed-length task.
+        release = marks.path.with_name("release")
+        run_id = af.trigger(STEPS, conf={"marks": str(marks.path), "steps": 20, "delay": 1.0, "hold_until": str(release)})
         start = marks.wait_for(lambda e: e["ev"] == "attempt-start" and e["t"] == 1, timeout=120)
         assert start["pid"] in {p.pid for p in af.node_processes(quiet)}, "attempt 1 does not run on the quiet worker"
         # What the watch reads for a task that no answer names: STARTED, on the quiet worker (not the lost one).
@@ -316,6 +319,8 @@ def test_task_on_a_worker_that_never_answers_is_never_handed_back(nodes, marks):
         af.terminate_worker(idle)  # warm shutdown of an idle worker: it exits at once
         main.wait(timeout=30)
         lost_at = wait_declared_lost(af, idle, since)
+        time.sleep(8)  # the watch looks at a lost worker's evidence again every 5 s: let it do so at least once
+        release.touch()
         assert af.wait_for_run(STEPS, run_id, timeout=240) == "success"
     finally:
         for name in extra:
@@ -326,7 +331,7 @@ def test_task_on_a_worker_that_never_answers_is_never_handed_back(nodes, marks):
     tries = af.try_history(STEPS, run_id, "work")
     assert [t.try_number for t in tries] == [1] and tries[-1].state == "success", tries
     assert [e["t"] for e in marks.of("attempt-start")] == [1] and len(marks.of("attempt-end")) == 1
-    assert len(marks.of("item-end", 1)) == 60  # ran to the end, never interrupted
+    assert len(marks.of("item-end", 1)) == 20  # ran to the end, never interrupted
     evidence = af.state_store(STEPS, run_id, "work").get(EVIDENCE_KEY) or {}
     assert not evidence.get("worker_lost"), evidence
     assert "no worker that answered holds it" not in log_since(af, "scheduler", since)

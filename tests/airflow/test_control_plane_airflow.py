@@ -59,7 +59,11 @@ def assert_invariants(af, record, *, job: bool = False) -> None:
     so every try after the first was an infrastructure grant: max_tries went up by one per extra try), no
     item finished more than once per disruption, and for a job exactly one external run."""
     tries = af.try_history(record.dag_id, record.run_id, TASK)
-    assert record.final_state == "success", (record.final_state, record.causes, [(t.try_number, t.state) for t in tries])
+    if record.final_state != "success":  # the home is removed at stop: a CI failure carries its own diagnosis
+        logs = "\n".join(f"--- try {t.try_number} log (tail):\n" + af.task_log(record.dag_id, record.run_id, TASK, t.try_number)[-3000:]
+                         for t in tries)
+        pytest.fail(f"final state {record.final_state}; causes {record.causes}; tries {[(t.try_number, t.state) for t in tries]}\n"
+                    f"{af.diagnosis(record.dag_id, record.run_id)}\n{logs}")
     final = tries[-1]
     assert final.state == "success", [(t.try_number, t.state) for t in tries]
     grants = final.max_tries - 0  # the DAG's retries=0
@@ -70,7 +74,10 @@ def assert_invariants(af, record, *, job: bool = False) -> None:
     else:
         assert all(record.finished_counts.get(str(i), 0) >= 1 for i in range(record.items)), record.finished_counts
         redone = sum(max(0, n - 1) for n in record.finished_counts.values())
-        assert redone <= len(record.disruptions), (redone, record.attempt_starts)
+        # the checkpoint's stated bound for a hard kill (checkpoint.py, "what a hard kill loses"): with write-behind
+        # at most two items of a loop are redone per lost attempt (an API outage past max_failed_heartbeats makes
+        # the supervisor kill its task: a hard loss)
+        assert redone <= 2 * len(record.disruptions), (redone, record.attempt_starts)
     assert not record.violations, record.violations
 
 

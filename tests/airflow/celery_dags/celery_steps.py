@@ -30,6 +30,10 @@ def celery_steps():
             mark(marks, ev="item-start", t=t, i=i, pid=os.getpid())
             time.sleep(float(conf.get("delay", 1.0)))
             mark(marks, ev="item-end", t=t, i=i, pid=os.getpid())
+        hold = conf.get("hold_until")  # a file the test creates when it has seen what it waits for
+        deadline = time.monotonic() + 300
+        while hold and not os.path.exists(hold) and time.monotonic() < deadline:
+            time.sleep(0.2)
         mark(marks, ev="attempt-end", t=t, pid=os.getpid())
         return ckpt.done_items("items")
 
