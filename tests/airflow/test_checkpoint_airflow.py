@@ -191,3 +191,39 @@ def test_batched_progress_is_written_on_sigterm_and_at_task_end(airflow_env, mar
     assert [a["verdict"] for a in saved["resilience:ledger"]["attempts"]] == ["grant"]  # retries untouched
     assert saved[doc_key(2)]["values"]["finished_by"] == 2
     assert saved[doc_key(2)]["loops"]["items"] == {"done": 40, "complete": True}
+
+
+def test_write_behind_hard_kill_redoes_at_most_two_items_and_shares_the_supervisor_channel(airflow_env, marks):
+    """Write-behind (the default) on a fast loop, each item also reading the state store from the main thread
+    while the writer thread writes: the runner is SIGKILLed twice mid-loop; each next attempt redoes at most
+    two items of the killed one (the item whose write was in flight and the one computed meanwhile), skips
+    nothing, and no request of either thread ever got the other's answer."""
+    af = airflow_env
+    dag = "ckpt_write_behind"
+    run_id = af.trigger(dag, conf={"marks": str(marks.path), "steps": 400, "delay": 0.002})
+    killed = []
+    for try_number, item in ((1, 60), (2, 150)):
+        marks.wait_for(lambda e: e["ev"] == "item-end" and e["t"] == try_number and e["i"] >= item)
+        af.wait_for_task(dag, run_id, "work", {"running"}, try_number=try_number)
+        killed.append(af.signal_runner(dag, run_id, "work", signal.SIGKILL))
+    assert af.wait_for_run(dag, run_id, timeout=240) == "success"
+
+    starts = marks.of("attempt-start")
+    assert [s["write_behind"] for s in starts] == [True, True, True]
+    by_pid = {}
+    for e in marks.read():
+        if e["ev"] in ("item-start", "item-end"):
+            by_pid.setdefault(e["pid"], {"item-start": [], "item-end": []})[e["ev"]].append(e["i"])
+    pids = list(by_pid)  # in order of the first mark: the killed runners first
+    assert pids[:2] == killed
+    for prev, nxt in zip(pids, pids[1:]):
+        started_prev, ended_prev = by_pid[prev]["item-start"], set(by_pid[prev]["item-end"])
+        resume_at = by_pid[nxt]["item-start"][0]
+        assert resume_at <= max(ended_prev) + 1  # nothing finished-and-unsaved is skipped
+        redone = [i for i in started_prev if i >= resume_at]
+        assert len(redone) <= 2, (resume_at, started_prev[-4:], sorted(ended_prev)[-4:])
+    assert marks.of("probe-wrong") == []
+    done = marks.of("done")
+    assert len(done) == 1 and done[0]["wrong"] == 0
+    saved = af.state_store(dag, run_id, "work")
+    assert saved[doc_key(3)]["loops"]["items"] == {"done": 400, "complete": True}
