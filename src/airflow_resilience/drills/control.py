@@ -99,14 +99,22 @@ def run_control(af: Any, kind: str, workdir: Path, *, job_server: Any = None, co
     def ti():
         return af.task_instance(dag_id, run_id, TASK)
 
+    def ended_early() -> bool:
+        row = ti()
+        if row.state in ("success", "failed", "upstream_failed", "skipped"):
+            log = af.task_log(dag_id, run_id, TASK, max(1, row.try_number or 1))[-3000:]
+            raise RuntimeError(f"drill: {run_id} ended {row.state} before the {kind} disruption (nothing to measure)\n"
+                               f"{af.diagnosis(dag_id, run_id)}\n--- task log (tail):\n{log}")
+        return False
+
     if workload == "job":
         target = cfg.job_duration * cfg.at
-        _wait(lambda: ti().state == "deferred"
+        _wait(lambda: not ended_early() and ti().state == "deferred"
               and any(r["running_seconds"] >= target for r in job_server.runs(run_name=run_id)),
               cfg.run_timeout, f"{run_id}: deferred with the job {cfg.at:.0%} done")
     else:
         target = max(1, math.ceil(cfg.items * cfg.at))
-        _wait(lambda: len({m["i"] for m in _read_marks(marks) if m["ev"] == "item-end"}) >= target,
+        _wait(lambda: not ended_early() and len({m["i"] for m in _read_marks(marks) if m["ev"] == "item-end"}) >= target,
               cfg.run_timeout, f"{run_id}: {target} items done")
     try_before = ti().try_number
     done = disrupt_control_plane(af, kind)
