@@ -45,7 +45,10 @@ bench: install k8s
 	$(PY) benchmarks/bench_watermark.py
 	$(PY) benchmarks/bench_celery.py
 	$(PY) benchmarks/bench_kubernetes.py
-	$(PY) benchmarks/bench_overhead.py
+	$(PY) benchmarks/bench_overhead.py --running 200 --json reports/bench_overhead.json
+	$(PY) benchmarks/bench_storm.py --tasks 50 --minutes 2 --json reports/bench_storm.json
+	$(PY) benchmarks/bench_celery_watch.py --workers 2,8,16 --json reports/bench_celery_watch.json
+	$(PY) benchmarks/bench_recovery.py --repeats 10 --json reports/bench_recovery.json
 
 # The Airflow UI plugin bundles (ui/, React + TypeScript, Vite): built into src/airflow_resilience/airflow/ui_dist,
 # which is committed and shipped in the wheel. npm ci runs again only when ui/node_modules is missing or the
