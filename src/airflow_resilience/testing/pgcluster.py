@@ -86,7 +86,9 @@ class PrivatePostgres:
         same settings (a database failover or maintenance restart, for control-plane drills)."""
         if self.root is None:
             raise RuntimeError("PrivatePostgres.restart: the cluster is not running (start it first)")
-        done = self._run(str(_bin_dir() / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode, "-w", "restart", check=False)
+        # -l as at start: without it the new postmaster writes to (and holds open) pg_ctl's captured stdout
+        done = self._run(str(_bin_dir() / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+                         "-m", mode, "-w", "restart", check=False)
         if done.returncode != 0:
             log = (self.root / "server.log").read_text() if (self.root / "server.log").exists() else ""
             raise PostgresUnavailable(f"pg_ctl restart -m {mode} failed: {done.stderr.strip()}\n{log[-2000:]}")
