@@ -8,8 +8,14 @@ reads the raw measurements the task writes as JSON. All measuring happens inside
    ``Checkpoint.set(key, value)`` with ``flush_interval=0`` (each call writes), same small JSON value,
    in alternating blocks after a warm-up; p50/p99 per call and the ratio ours/raw;
 2. loop slowdown: a loop of 1,000 items of ~10 ms each as (a) a plain ``for``, (b) ``ckpt.iterate``
-   with ``flush_interval=1.0`` and (c) ``ckpt.iterate`` with ``flush_interval=0``; R repeats in rotated
-   order, medians reported.
+   with ``flush_interval=1.0`` (one write per second) and (c) ``ckpt.iterate`` with ``flush_interval=0``,
+   (b) and (c) each with write-behind off (synchronous writes) and on; R repeats in rotated order;
+3. one write per second with 1 s items: a plain ``for`` vs ``ckpt.iterate(flush_interval=0)`` with
+   write-behind off vs on, ``--slow-repeats`` repeats of ``--slow-items`` items, rotated order.
+
+Parts 2 and 3 report per variant the median wall time over the repeats, the slowdown against the plain
+loop (median, and p99 of the per-repeat slowdowns, each against the plain loop of the same repeat) and the
+p50/p99 of the per-item times (one item's start to the next's).
 
 Usage::
 
@@ -84,29 +90,56 @@ def summarize_writes(raw: dict) -> dict:
 
 
 def summarize_loops(loops: list[dict], items: int) -> dict:
+    """Per variant: wall medians over repeats, slowdown vs the plain loop (median and p99 of the per-repeat
+    slowdowns, each against the plain loop of the same repeat), per-item time p50/p99."""
     by: dict[str, list[dict]] = {}
     for row in loops:
         by.setdefault(row["variant"], []).append(row)
     out: dict = {}
+    plain_by_rep = {r["repeat"]: r["wall_ns"] for r in by["plain"]}
+    plain_items = [ns / 1e6 for r in by["plain"] for ns in r.get("item_ns", [])]
     for name, rows in by.items():
         walls = [r["wall_ns"] / 1e9 for r in rows]
+        item_ms = [ns / 1e6 for r in rows for ns in r.get("item_ns", [])]
         out[name] = {
             "walls_s": walls,
             "median_s": statistics.median(walls),
             "store_writes": [r["store_writes"] for r in rows],
             "median_store_writes": statistics.median(r["store_writes"] for r in rows),
+            "item_p50_ms": percentile(item_ms, 50),
+            "item_p99_ms": percentile(item_ms, 99),
         }
     base = out["plain"]["median_s"]
-    for name in ("batched", "every_item"):
+    for name in by:
+        if name == "plain":
+            continue
         med = out[name]["median_s"]
         out[name]["slowdown_pct"] = (med - base) / base * 100.0
         out[name]["overhead_per_item_ms"] = (med - base) / items * 1e3
-        # Per-repeat slowdowns against the plain loop of the same repeat (drift check).
-        plain_by_rep = {r["repeat"]: r["wall_ns"] for r in by["plain"]}
-        out[name]["slowdown_pct_per_repeat"] = [
-            (r["wall_ns"] - plain_by_rep[r["repeat"]]) / plain_by_rep[r["repeat"]] * 100.0 for r in by[name]
-        ]
+        per = [(r["wall_ns"] - plain_by_rep[r["repeat"]]) / plain_by_rep[r["repeat"]] * 100.0 for r in by[name]]
+        out[name]["slowdown_pct_per_repeat"] = per
+        out[name]["slowdown_pct_median_of_repeats"] = statistics.median(per)
+        out[name]["slowdown_pct_p99_of_repeats"] = percentile(per, 99)
+        if plain_items:
+            out[name]["item_p99_over_plain_ms"] = out[name]["item_p99_ms"] - percentile(plain_items, 99)
     return out
+
+
+def _loop_table(lp: dict, labels: list[tuple[str, str]]) -> list[str]:
+    lines = [f"   {'':44}{'wall s':>8}{'slowdown':>10}{'p99 rep':>9}{'item p50':>10}{'item p99':>10}{'writes':>8}"]
+    for name, label in labels:
+        s = lp[name]
+        slow = "-" if name == "plain" else f"{s['slowdown_pct']:+.2f}%"
+        p99 = "-" if name == "plain" else f"{s['slowdown_pct_p99_of_repeats']:+.2f}%"
+        lines.append(
+            f"   {label:44}{s['median_s']:8.2f}{slow:>10}{p99:>9}{s['item_p50_ms']:10.2f}{s['item_p99_ms']:10.2f}"
+            f"{s['median_store_writes']:8g}"
+        )
+    for name, label in labels:
+        if name != "plain":
+            per = ", ".join(f"{x:+.2f}%" for x in lp[name]["slowdown_pct_per_repeat"])
+            lines.append(f"   per repeat vs plain, {label.split(')')[0]}): {per}")
+    return lines
 
 
 def render(summary: dict) -> str:
@@ -141,24 +174,28 @@ def render(summary: dict) -> str:
     lines.append("")
     lines.append(
         f"2. Loop of {p['items']} items x {p['work_s'] * 1000:g} ms (time.sleep), "
-        f"median of {p['repeats']} repeats (rotated order)"
+        f"{p['repeats']} repeats (rotated order); wall = median; p99 rep = p99 of the per-repeat slowdowns; "
+        "item times in ms"
     )
-    lines.append(f"   {'':38}{'wall s':>9}{'slowdown':>10}{'ms/item':>9}{'writes':>8}   per-repeat wall s")
-    for name, label in (
+    bi = p["batched_interval"]
+    lines += _loop_table(lp, [
         ("plain", "(a) plain for loop"),
-        ("batched", f"(b) ckpt.iterate flush_interval={p['batched_interval']:g}"),
-        ("every_item", "(c) ckpt.iterate flush_interval=0"),
-    ):
-        s = lp[name]
-        slow = "-" if name == "plain" else f"{s['slowdown_pct']:+.1f}%"
-        per_item = "-" if name == "plain" else f"{s['overhead_per_item_ms']:+.2f}"
-        walls = ", ".join(f"{x:.2f}" for x in s["walls_s"])
-        lines.append(
-            f"   {label:38}{s['median_s']:9.2f}{slow:>10}{per_item:>9}{s['median_store_writes']:8g}   {walls}"
-        )
-    for name, label in (("batched", "(b)"), ("every_item", "(c)")):
-        per = ", ".join(f"{x:+.1f}%" for x in lp[name]["slowdown_pct_per_repeat"])
-        lines.append(f"   slowdown {label} per repeat vs (a) of the same repeat: {per}")
+        ("batched", f"(b) iterate flush_interval={bi:g}, sync"),
+        ("batched_wb", f"(b') iterate flush_interval={bi:g}, write-behind"),
+        ("every_item", "(c) iterate flush_interval=0, sync"),
+        ("every_item_wb", "(c') iterate flush_interval=0, write-behind"),
+    ])
+    sl = summary["slow_loops"]
+    lines.append("")
+    lines.append(
+        f"3. One write per second: loop of {p['slow_items']} items x {p['slow_work_s']:g} s, iterate "
+        f"flush_interval=0, {p['slow_repeats']} repeats (rotated order)"
+    )
+    lines += _loop_table(sl, [
+        ("plain", "(a) plain for loop"),
+        ("sync", "(s) iterate, write-behind off"),
+        ("write_behind", "(w) iterate, write-behind on"),
+    ])
     lines.append("")
     lw, ll = meta["load1_writes"], meta["load1_loops"]
     lines.append(
@@ -181,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="warm-up calls per kind")
     parser.add_argument("--items", type=int, default=1000, help="items per loop")
     parser.add_argument("--work-ms", type=float, default=10.0, help="work per item in ms (time.sleep)")
+    parser.add_argument("--slow-repeats", type=int, default=5, help="repeats of part 3 (1 s items)")
+    parser.add_argument("--slow-items", type=int, default=10, help="items per loop in part 3")
     parser.add_argument("--output", type=Path, default=REPORT)
     args = parser.parse_args(argv)
     if args.writes < args.blocks or args.repeats < 1 or args.items < 1:
@@ -206,9 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         "items": args.items,
         "work_s": args.work_ms / 1000.0,
         "batched_interval": 1.0,
+        "slow_repeats": args.slow_repeats,
+        "slow_items": args.slow_items,
+        "slow_work_s": 1.0,
     }
     # Expected task time: 3 loops x items x work, plus the writes; generous margin for the run timeout.
-    expected = args.repeats * 3 * args.items * args.work_ms / 1000.0 + 2 * (args.writes + args.warmup) * 0.05
+    expected = (args.repeats * 5 * args.items * args.work_ms / 1000.0 + 2 * (args.writes + args.warmup) * 0.05
+                + args.slow_repeats * 3 * args.slow_items * 1.0 + args.repeats * args.items * 0.01)
     run_timeout = max(300.0, 4 * expected)
 
     af = None
@@ -263,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             "ours_store_writes": raw["writes"]["ours_store_writes"],
             "load1_writes": [raw["writes"]["load1_before"]]
             + [b["load1"] for b in raw["writes"]["blocks"]],
-            "load1_loops": [row["load1"] for row in raw["loops"]],
+            "load1_loops": [row["load1"] for row in raw["loops"] + raw["slow_loops"]],
             "boot_seconds": boot,
             "run_seconds": run_seconds,
             "task_seconds": raw["task_seconds"],
@@ -272,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "writes": summarize_writes(raw["writes"]),
         "loops": summarize_loops(raw["loops"], raw["params"]["items"]),
+        "slow_loops": summarize_loops(raw["slow_loops"], raw["params"]["slow_items"]),
         "checks": checks,
         "raw": raw,
     }

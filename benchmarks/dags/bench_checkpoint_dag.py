@@ -5,7 +5,11 @@ Everything is measured inside a single running task instance, so raw state-store
 The run conf carries the parameters and the path where the raw measurements are written as JSON:
 
     {"out": "/path/raw.json", "writes": 300, "blocks": 5, "warmup": 20,
-     "repeats": 3, "items": 1000, "work_s": 0.01, "batched_interval": 1.0}
+     "repeats": 3, "items": 1000, "work_s": 0.01, "batched_interval": 1.0,
+     "slow_repeats": 5, "slow_items": 10, "slow_work_s": 1.0}
+
+Part 1 writes synchronously (``write_behind=False``: the cost of one write); parts 2 and 3 run every
+checkpointed loop with write-behind off and on (the property ``Checkpoint.write_behind``).
 """
 
 from __future__ import annotations
@@ -48,9 +52,12 @@ def bench_checkpoint():
         items = int(conf.get("items", 1000))
         work_s = float(conf.get("work_s", 0.01))
         batched_interval = float(conf.get("batched_interval", 1.0))
+        slow_repeats = int(conf.get("slow_repeats", 5))
+        slow_items = int(conf.get("slow_items", 10))
+        slow_work_s = float(conf.get("slow_work_s", 1.0))
 
         raw_store = context["task_state_store"]
-        ckpt = Checkpoint.current(flush_interval=0)
+        ckpt = Checkpoint.current(flush_interval=0, write_behind=False)
         t_task = time.perf_counter()
         result: dict = {
             "python": platform.python_version(),
@@ -64,6 +71,9 @@ def bench_checkpoint():
                 "items": items,
                 "work_s": work_s,
                 "batched_interval": batched_interval,
+                "slow_repeats": slow_repeats,
+                "slow_items": slow_items,
+                "slow_work_s": slow_work_s,
             },
         }
 
@@ -119,42 +129,58 @@ def bench_checkpoint():
         }
 
         # ------------------------------------------------------------ 2. loop slowdown
-        def plain(_r: int) -> int:
-            for _item in range(items):
-                time.sleep(work_s)
-            return 0
+        def timed(loop, n: int) -> list[int]:
+            """Run ``loop`` (an iterator of ``n`` items) with ``work_s`` per item; per-item times in ns
+            (from one item's start to the next's: the loop's own work at the boundary included)."""
+            times = []
+            last = time.perf_counter_ns()
+            for _item in loop:
+                now = time.perf_counter_ns()
+                times.append(now - last)
+                last = now
+                time.sleep(work)
+            times.append(time.perf_counter_ns() - last)
+            return times[1:]
 
-        def batched(r: int) -> int:
-            before = ckpt.writes
-            for _item in ckpt.iterate(range(items), key=f"bench-batched-r{r}", flush_interval=batched_interval):
-                time.sleep(work_s)
-            return ckpt.writes - before
+        def loop_variant(interval: float | None, write_behind: bool):
+            def run(r: int, name: str) -> tuple[int, list[int]]:
+                if interval is None:
+                    return 0, timed(iter(range(n_items)), n_items)
+                ckpt.write_behind = write_behind
+                before = ckpt.writes
+                times = timed(ckpt.iterate(range(n_items), key=f"bench-{name}-r{r}", flush_interval=interval), n_items)
+                return ckpt.writes - before, times
+            return run
 
-        def every_item(r: int) -> int:
-            before = ckpt.writes
-            for _item in ckpt.iterate(range(items), key=f"bench-every-r{r}", flush_interval=0):
-                time.sleep(work_s)
-            return ckpt.writes - before
+        def run_loops(variants: dict, reps: int) -> list[dict]:
+            names = list(variants)
+            rows = []
+            for r in range(reps):
+                k = r % len(names)
+                for name in names[k:] + names[:k]:  # rotate so no variant always runs first
+                    t0 = time.perf_counter_ns()
+                    store_writes, item_ns = variants[name](r, name)
+                    wall = time.perf_counter_ns() - t0
+                    rows.append({"repeat": r, "variant": name, "wall_ns": wall, "store_writes": store_writes,
+                                 "item_ns": item_ns, "load1": os.getloadavg()[0]})
+            return rows
 
-        variants = {"plain": plain, "batched": batched, "every_item": every_item}
-        names = list(variants)
-        loops = []
-        for r in range(repeats):
-            order = names[r % 3 :] + names[: r % 3]  # rotate so no variant always runs first
-            for name in order:
-                t0 = time.perf_counter_ns()
-                store_writes = variants[name](r)
-                wall = time.perf_counter_ns() - t0
-                loops.append(
-                    {
-                        "repeat": r,
-                        "variant": name,
-                        "wall_ns": wall,
-                        "store_writes": store_writes,
-                        "load1": os.getloadavg()[0],
-                    }
-                )
-        result["loops"] = loops
+        work, n_items = work_s, items
+        result["loops"] = run_loops({
+            "plain": loop_variant(None, False),
+            "batched": loop_variant(batched_interval, False),
+            "batched_wb": loop_variant(batched_interval, True),
+            "every_item": loop_variant(0.0, False),
+            "every_item_wb": loop_variant(0.0, True),
+        }, repeats)
+
+        # ------------------------------------------------------------ 3. one write per second, 1 s items
+        work, n_items = slow_work_s, slow_items
+        result["slow_loops"] = run_loops({
+            "plain": loop_variant(None, False),
+            "sync": loop_variant(0.0, False),
+            "write_behind": loop_variant(0.0, True),
+        }, slow_repeats)
         result["final_document_bytes"] = len(json.dumps(ckpt._document()))
         result["task_seconds"] = time.perf_counter() - t_task
         _write_json(out, result)
