@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_resilience.drills.control import CONTROL_DAGS, ControlConfig, run_control
+from airflow_resilience.drills.model import HARD_KILL_REDONE_ITEMS
 from airflow_resilience.testing import AirflowEnvironment
 from airflow_resilience.testing.pgcluster import PostgresUnavailable, PrivatePostgres
 from airflow_resilience.testing.services import PrivateRedis, ServiceMissing, unavailable
@@ -74,10 +75,9 @@ def assert_invariants(af, record, *, job: bool = False) -> None:
     else:
         assert all(record.finished_counts.get(str(i), 0) >= 1 for i in range(record.items)), record.finished_counts
         redone = sum(max(0, n - 1) for n in record.finished_counts.values())
-        # the checkpoint's stated bound for a hard kill (checkpoint.py, "what a hard kill loses"): with write-behind
-        # at most two items of a loop are redone per lost attempt (an API outage past max_failed_heartbeats makes
-        # the supervisor kill its task: a hard loss)
-        assert redone <= 2 * len(record.disruptions), (redone, record.attempt_starts)
+        # the checkpoint's stated bound for a hard kill (an API outage past max_failed_heartbeats makes the
+        # supervisor kill its task: a hard loss)
+        assert redone <= HARD_KILL_REDONE_ITEMS * len(record.disruptions), (redone, record.attempt_starts)
     assert not record.violations, record.violations
 
 

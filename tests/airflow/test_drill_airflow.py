@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_resilience.drills import DrillConfig, Scenario, chaos, run_drill
-from airflow_resilience.drills.model import SIDES
+from airflow_resilience.drills.model import HARD_KILL_REDONE_ITEMS, SIDES
 from airflow_resilience.drills.runner import boot
 
 pytestmark = pytest.mark.airflow
@@ -42,7 +42,8 @@ def test_drill_numbers_match_the_try_history(airflow_env, job_server):
                 assert run.final_state == "success" and run.violations == []
                 assert run.retries_spent == 0 and run.grants == len(history) - 1 == 1  # paid by a grant
                 assert run.recovered_s is not None and run.recovered_s > 0
-                assert run.work_redone_s <= 0.5  # at most the item that was running
+                # the checkpoint's hard-kill bound with write-behind (the default): two items of 0.5 s
+                assert run.work_redone_s <= HARD_KILL_REDONE_ITEMS * cfg.seconds
                 assert all(c.startswith("infrastructure/") and c.endswith(":grant") for c in run.causes), run.causes
             else:  # the package off: no grant, no ledger; a second try is paid from retries
                 assert run.grants == 0 and ti.max_tries == 1 and run.causes == []
@@ -69,6 +70,7 @@ def test_small_chaos_run_keeps_every_invariant(airflow_env, job_server):
     scenarios run on both databases in the tests above; this one repeats them at random."""
     result = chaos(
         6, seed=7, environment=airflow_env, job_server=job_server, concurrency=3,
+        kinds=("eviction", "lost_worker", "oom"),  # the session's Airflow is shared: no control-plane restarts here
         config=DrillConfig(items=12, seconds=0.4, job_duration=8, grace=3),
     )
     assert not result.meta["failed_runs"]

@@ -84,8 +84,11 @@ def test_tries_and_retries_spent_come_from_max_tries_and_the_try_history(states,
     [
         ({}, []),
         ({"counts": {"0": 1, "1": 1, "2": 1}}, ["no SUCCESS without the work done"]),
-        ({"counts": {"0": 1, "1": 3, "2": 1, "3": 1}}, ["no lost checkpoint"]),  # 2 redone after 1 disruption
-        ({"counts": {"0": 1, "1": 2, "2": 2, "3": 1}, "n_disruptions": 2}, []),  # 1 per disruption is allowed
+        # the checkpoint's hard-kill bound with write-behind: 2 items redone per disruption, never 3
+        ({"counts": {"0": 1, "1": 3, "2": 2, "3": 1}}, ["no lost checkpoint"]),  # 3 redone after 1 disruption
+        ({"counts": {"0": 1, "1": 2, "2": 2, "3": 1}}, []),  # 2 after 1 disruption: within the bound
+        ({"counts": {"0": 3, "1": 2, "2": 2, "3": 1}, "n_disruptions": 2}, []),  # 4 after 2: 2 per disruption is allowed
+        ({"counts": {"0": 3, "1": 3, "2": 2, "3": 1}, "n_disruptions": 2}, ["no lost checkpoint"]),  # 5 after 2
         # a retry paid from `retries` (max_tries never raised), whatever the ledger says or if it is empty
         ({"retries": 1, "max_tries": 1, "causes": ["infrastructure/worker.lost:grant"]},
          ["no application retry spent on an infrastructure cause"]),

@@ -126,7 +126,13 @@ def time_to_recover(disrupted_at: float, progress_at: list[tuple[int, float]], d
     return round(min(later) - disrupted_at, 3) if later else None
 
 
-def check_invariants(run: RunRecord, *, max_redone_items_per_disruption: int = 1) -> list[Violation]:
+#: What a hard kill may make a checkpointed loop redo, per disruption: the checkpoint's stated bound with
+#: write-behind (``[resilience] checkpoint_write_behind``, the default): the item whose write was in flight and
+#: the one after it (checkpoint.py, "what a hard kill loses").
+HARD_KILL_REDONE_ITEMS = 2
+
+
+def check_invariants(run: RunRecord, *, max_redone_items_per_disruption: int = HARD_KILL_REDONE_ITEMS) -> list[Violation]:
     """The chaos invariants (for runs with the package on). Tries, grants and retries spent are Airflow's
     (:func:`count_tries`): an empty or missing ledger proves nothing here."""
     found: list[Violation] = []

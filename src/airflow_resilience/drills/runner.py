@@ -411,6 +411,9 @@ def run_drill(
     return DrillResult(meta, runs)
 
 
+TASK_LEVEL = ("eviction", "lost_worker", "oom")
+
+
 def chaos(
     disruptions: int,
     *,
@@ -420,55 +423,115 @@ def chaos(
     environment: Any = None,
     job_server: Any = None,
     concurrency: int = 4,
-    kinds: tuple[str, ...] = ("eviction", "lost_worker", "oom"),
+    kinds: tuple[str, ...] | None = None,
     workloads: tuple[str, ...] = ("load", "job"),
     on_progress: Callable[[str, RunRecord | None], None] | None = None,
 ) -> DrillResult:
-    """At least ``disruptions`` random disruptions (1 or 2 per run, random kind and moment) with the package
-    on; every run is checked against the invariants (``RunRecord.violations``)."""
-    rng = random.Random(seed)
-    plan: list[tuple[Scenario, list[float]]] = []
-    total = 0
-    while total < disruptions:
-        count = min(rng.choice((1, 2)), disruptions - total)
-        kind = rng.choice(kinds)
-        workload = rng.choice(workloads)
-        fractions = sorted(round(rng.uniform(0.15, 0.8), 2) for _ in range(count))
-        plan.append((Scenario(kind, at=fractions[0], workload=workload, count=count, name=f"chaos-{kind}-{workload}"), fractions))
-        total += count
+    """At least ``disruptions`` random disruptions with the package on, on overlapping runs (``concurrency`` at
+    a time); every run is checked against the invariants (``RunRecord.violations``).
+
+    Task-level kinds (eviction, lost worker, OOM kill) hit one run, 1 or 2 times at random moments.
+    Control-plane kinds (:data:`~airflow_resilience.drills.control.CONTROL_PLANE`: scheduler/API/database
+    restart, triggerer kill, Celery broker restart) come with a run of their own workload and hit every run in
+    flight at that moment: each overlapping run's record lists them, and its invariants count them.
+    ``kinds=None``: every kind the environment can take (``db_restart`` needs a database server the drill may
+    restart — an environment booted here on PostgreSQL gets a private cluster —, ``broker_restart`` a
+    CeleryExecutor environment with a private Redis)."""
+    from airflow_resilience.drills.control import CONTROL_DAGS, CONTROL_PLANE, ControlConfig, run_control
+
     cfg = config or DrillConfig(items=16, seconds=0.5, job_duration=12, grace=5)
     af = environment
     owned_env = af is None
+    private_pg = None
     workdir = Path(tempfile.mkdtemp(prefix="resilience-chaos-"))
     started = time.time()
-    with _job_server(job_server, "job" in workloads) as server:
+    with _job_server(job_server, True) as server:
         try:
             if owned_env:
-                af = boot("ours", database=database, heartbeat_timeout=None, job_server=server)
-            calls = [
-                (sc.label,
-                 lambda sc=sc, fractions=fractions: run_one(af, "ours", sc, cfg, workdir, job_server=server,
-                                                            at_fractions=fractions))
-                for sc, fractions in plan
-            ]
+                from airflow_resilience.testing import AirflowEnvironment
+                from airflow_resilience.testing.harness import postgres_reachable
+
+                want_pg = database == "postgres" or (database in (None, "auto") and postgres_reachable())
+                if want_pg and (kinds is None or "db_restart" in kinds):
+                    from airflow_resilience.testing.pgcluster import PrivatePostgres
+
+                    private_pg = PrivatePostgres(settings={"max_connections": "200"}).start()
+                af = AirflowEnvironment.create(
+                    dags=[DRILL_DAGS, CONTROL_DAGS], database="postgres" if private_pg else database,
+                    postgres_server=private_pg, parallelism=max(4, concurrency + 2),
+                    config={"AIRFLOW_CONN_DATABRICKS_DEFAULT": server.airflow_connection(),
+                            "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10"})
+            else:
+                af.deploy(CONTROL_DAGS)
+            if kinds is None:
+                kinds = TASK_LEVEL + tuple(
+                    k for k in CONTROL_PLANE
+                    if (k != "db_restart" or getattr(af, "postgres_server", None) is not None)
+                    and (k != "broker_restart" or (getattr(af, "redis_server", None) is not None and af.executor == "celery"))
+                    and (k != "triggerer_kill" or server is not None))
+            rng = random.Random(seed)
+            calls: list[tuple[str, Callable[[], RunRecord]]] = []
+            total = 0
+            while total < disruptions:
+                kind = rng.choice(kinds)
+                if kind in CONTROL_PLANE:
+                    at = round(rng.uniform(0.2, 0.7), 2)
+                    ccfg = ControlConfig(items=cfg.items, seconds=cfg.seconds, job_duration=cfg.job_duration, at=at,
+                                         run_timeout=cfg.run_timeout, grace=cfg.grace)
+                    calls.append((f"chaos-{kind}", lambda kind=kind, ccfg=ccfg: run_control(
+                        af, kind, workdir, job_server=server, config=ccfg, name=f"chaos-{kind}")))
+                    total += 1
+                    continue
+                count = min(rng.choice((1, 2)), disruptions - total)
+                workload = rng.choice(workloads)
+                fractions = sorted(round(rng.uniform(0.15, 0.8), 2) for _ in range(count))
+                sc = Scenario(kind, at=fractions[0], workload=workload, count=count, name=f"chaos-{kind}-{workload}")
+                calls.append((sc.label, lambda sc=sc, fractions=fractions: run_one(
+                    af, "ours", sc, cfg, workdir, job_server=server, at_fractions=fractions)))
+                total += count
             runs, failed = _run_concurrently(calls, concurrency=concurrency, stagger=0.3, on_progress=on_progress)
         finally:
             if owned_env and af is not None:
                 af.stop()
+            if private_pg is not None:
+                private_pg.stop()
+    control = attribute_control_plane(runs)
     meta = {
         "kind": "chaos",
         "seed": seed,
         "started_at": started,
         "duration_s": round(time.time() - started, 1),
         "database": af.database_kind if af is not None else database,
+        "executor": getattr(af, "executor", "local"),
         "sides": ["ours"],
+        "kinds": list(kinds or ()),
         "planned_disruptions": total,
-        "disruptions": sum(len(r.disruptions) for r in runs),
+        "disruptions": sum(1 for r in runs for d in r.disruptions if not d.get("overlap")),
+        "control_plane_overlaps": control,
         "failed_runs": [f"{label}: {exc!r}" for label, exc in failed],
         **_config_meta(cfg),
     }
     runs.sort(key=lambda r: r.triggered_at)
     return DrillResult(meta, runs)
+
+
+def attribute_control_plane(runs: list[RunRecord]) -> int:
+    """Add each control-plane disruption to every other run in flight at that moment (``overlap: True``) and
+    check those runs' invariants again with it counted; returns how many such overlaps there were."""
+    from airflow_resilience.drills.control import CONTROL_PLANE
+    from airflow_resilience.drills.model import check_invariants
+
+    events = [(r.run_id, d) for r in runs for d in r.disruptions if d.get("kind") in CONTROL_PLANE and not d.get("overlap")]
+    overlaps = 0
+    for run in runs:
+        end = max((a.end for a in run.attempts if a.end is not None), default=None)
+        extra = [dict(d, overlap=True) for owner, d in events
+                 if owner != run.run_id and d["at"] >= run.triggered_at and (end is None or d["at"] <= end)]
+        if extra:
+            overlaps += len(extra)
+            run.disruptions = sorted(run.disruptions + extra, key=lambda d: d["at"])
+            run.violations = check_invariants(run)
+    return overlaps
 
 
 def _airflow_version() -> str | None:

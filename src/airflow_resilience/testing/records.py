@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -101,11 +102,21 @@ class MetadataRecords:
     def sql(self, statement: str, write: bool = False, **params: Any) -> list[tuple]:
         from sqlalchemy import create_engine, text
 
+        from sqlalchemy.exc import OperationalError
+
         if self._engine is None:
             self._engine = create_engine(self.database_url, pool_pre_ping=True)
-        with self._engine.begin() as conn:
-            result = conn.execute(text(statement), params)
-            return [] if write or not result.returns_rows else [tuple(r) for r in result]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with self._engine.begin() as conn:
+                    result = conn.execute(text(statement), params)
+                    return [] if write or not result.returns_rows else [tuple(r) for r in result]
+            except OperationalError:
+                # the database server is restarting (a control-plane drill): a read is asked again
+                if write or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def _when(value: Any) -> datetime | None:

@@ -42,7 +42,7 @@ class RestClient:
                 self._token = resp.json()["access_token"]
             headers["Authorization"] = f"Bearer {self._token}"
         for attempt in range(4):
-            resp = httpx.request(method, f"{self.api_url}{path}", json=body, headers=headers, timeout=60)
+            resp = _request_through_restarts(httpx, method, f"{self.api_url}{path}", body, headers)
             # SQLite allows one writer at a time: under load the API server answers 500 "Database error"
             # (the transaction was rolled back). Asking again is safe and is what a user's retry does.
             if resp.status_code == 500 and "Database error" in resp.text and attempt < 3:
@@ -201,3 +201,17 @@ class RestClient:
                 return ti
             time.sleep(0.2)
         raise TimeoutError(f"{dag_id}/{run_id}/{task_id}: {ti} not in {wanted} (try {try_number}) after {timeout}s")
+
+
+def _request_through_restarts(httpx: Any, method: str, url: str, body: Any, headers: dict, patience: float = 120) -> Any:
+    """One request; while the API server is being restarted (a control-plane drill) the connection is refused:
+    ask again for up to ``patience`` seconds. Only refusals (nothing was sent) are retried, so a POST never
+    runs twice."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return httpx.request(method, url, json=body, headers=headers, timeout=60)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
