@@ -247,3 +247,40 @@ def test_retries_options(argv, expected):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert side_retries(parser.parse_args(argv)) == expected
+
+
+def test_chaos_summary_counts_each_disruption_once_at_the_run_it_was_aimed_at():
+    from airflow_resilience.drills.model import DrillResult, Violation, chaos_summary
+
+    a = record(scenario="oom", recovered=2.0, redone=1.0)
+    b = record(scenario="oom", recovered=4.0, redone=0.0, n_disruptions=2)
+    c = record(scenario="db_restart", recovered=None, redone=0.0)
+    c.run_id = "c"
+    a.disruptions = a.disruptions + [{"kind": "db_restart", "at": 11.0, "overlap": True}]  # c's, seen by a
+    b.violations = [Violation("no lost checkpoint", "x")]
+    summary = chaos_summary(DrillResult({"kind": "chaos"}, [a, b, c]))
+    assert summary["disruptions"] == 4 and summary["runs"] == 3 and summary["overlaps"] == 1
+    assert summary["violations"] == {"no lost checkpoint": 1}
+    oom = summary["kinds"]["oom"]
+    assert (oom["disruptions"], oom["runs"], oom["violations"]) == (3, 2, 1)
+    assert (oom["recovered_s_median"], oom["recovered_s_p95"]) == (3.0, 4.0)
+    assert oom["redone_s_per_disruption_median"] == 0.5 and oom["redone_s_per_disruption_max"] == 1.0  # 1/1, 0/2
+    assert summary["kinds"]["db_restart"]["recovered_s_median"] is None  # no later try: nothing to time
+
+
+def test_a_control_plane_disruption_counts_for_every_run_in_flight():
+    from airflow_resilience.drills.runner import attribute_control_plane
+
+    owner = record(scenario="scheduler_restart")
+    owner.run_id = "owner"
+    owner.disruptions = [{"kind": "scheduler_restart", "at": 15.0, "try_number": 1}]
+    during = record(scenario="oom", counts={"0": 1, "1": 4, "2": 1, "3": 1})  # 3 redone: broken with 1 disruption...
+    during.run_id, during.triggered_at = "during", 5.0
+    during.violations = check_invariants(during)
+    assert [v.invariant for v in during.violations] == ["no lost checkpoint"]
+    after = record(scenario="oom")
+    after.run_id, after.triggered_at = "after", 25.0  # triggered after the restart: untouched
+    assert attribute_control_plane([owner, during, after]) == 1
+    assert [d["kind"] for d in during.disruptions] == ["oom", "scheduler_restart"] and during.disruptions[1]["overlap"]
+    assert during.violations == []  # ...within the bound once the restart that also hit it is counted
+    assert [d["kind"] for d in after.disruptions] == ["oom"] and [d["kind"] for d in owner.disruptions] == ["scheduler_restart"]

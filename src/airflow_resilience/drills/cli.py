@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> DrillResult:
 
             def on_progress(label, record):
                 if record is not None:
-                    progress.update(bar, advance=len(record.disruptions), total=args.chaos,
+                    progress.update(bar, advance=sum(1 for d in record.disruptions if not d.get("overlap")), total=args.chaos,
                                     description=f"chaos: {label} -> {record.final_state}"
                                     + (" INVARIANT FAILED" if record.violations else ""))
 

@@ -22,6 +22,7 @@ Per run:
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -289,3 +290,50 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return round(a / b, 1)
+
+
+def _p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)], 2)
+
+
+def chaos_summary(result: DrillResult) -> dict[str, Any]:
+    """A chaos run's figures: disruptions by kind (each counted once, at the run it was aimed at), runs,
+    broken invariants by name, and per kind the median / p95 time to recover (runs that recovered in a later
+    try) and the work redone per disruption (seconds of items finished twice)."""
+    by_kind: dict[str, dict[str, Any]] = {}
+    for run in result.runs:
+        own = [d for d in run.disruptions if not d.get("overlap")]
+        if not own:
+            continue
+        kind = own[0]["kind"]
+        row = by_kind.setdefault(kind, {"disruptions": 0, "runs": 0, "recovered": [], "redone_per": [], "violations": 0})
+        row["disruptions"] += len(own)
+        row["runs"] += 1
+        row["violations"] += len(run.violations)
+        if run.recovered_s is not None:
+            row["recovered"].append(run.recovered_s)
+        if run.work_redone_s is not None:
+            row["redone_per"].append(run.work_redone_s / len(own))
+    kinds = {
+        kind: {"disruptions": row["disruptions"], "runs": row["runs"], "violations": row["violations"],
+               "recovered_s_median": _median(row["recovered"]), "recovered_s_p95": _p95(row["recovered"]),
+               "recovered_runs": len(row["recovered"]),
+               "redone_s_per_disruption_median": _median(row["redone_per"]),
+               "redone_s_per_disruption_max": round(max(row["redone_per"]), 2) if row["redone_per"] else None}
+        for kind, row in sorted(by_kind.items())
+    }
+    broken: dict[str, int] = {}
+    for run in result.runs:
+        for v in run.violations:
+            broken[v.invariant] = broken.get(v.invariant, 0) + 1
+    return {
+        "runs": len(result.runs),
+        "disruptions": sum(k["disruptions"] for k in kinds.values()),
+        "overlaps": sum(1 for r in result.runs for d in r.disruptions if d.get("overlap")),
+        "success": sum(1 for r in result.runs if r.final_state == "success"),
+        "violations": broken,
+        "kinds": kinds,
+    }

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_resilience.drills.model import BASELINES, DrillResult
+from airflow_resilience.drills.model import BASELINES, DrillResult, chaos_summary
 
 COLORS = {"stock": "#c0504d", "stock-checkpointed": "#e39b2d", "ours": "#4f81bd"}
 LABELS = {"stock": "stock (plain loop)", "stock-checkpointed": "stock-checkpointed (task_state_store)",
@@ -58,6 +58,8 @@ def terminal_summary(result: DrillResult) -> str:
         mine = [r for r in ratios if r["baseline"] == baseline]
         if mine:
             lines.append(f"{baseline} / ours (medians): " + "; ".join(f"{r['scenario']}: {_ratio_text(r)}" for r in mine))
+    if meta.get("kind") == "chaos":
+        lines.extend(chaos_lines(result))
     bad = [(r, v) for r in result.runs for v in r.violations]
     if bad:
         lines.append(f"INVARIANTS FAILED ({len(bad)}):")
@@ -70,6 +72,24 @@ def terminal_summary(result: DrillResult) -> str:
     if meta.get("failed_runs"):
         lines.append(f"runs that could not be measured: {meta['failed_runs']}")
     return "\n".join(lines)
+
+
+def chaos_lines(result: DrillResult) -> list[str]:
+    """The chaos figures (:func:`~airflow_resilience.drills.model.chaos_summary`) as terminal lines."""
+    summary = chaos_summary(result)
+    lines = [f"chaos: {summary['disruptions']} disruptions on {summary['runs']} runs ({summary['success']} succeeded); "
+             f"{summary['overlaps']} more hits of control-plane disruptions on runs in flight"]
+    head = f"{'kind':<20}{'disruptions':>12}{'runs':>6}{'recover p50':>13}{'p95':>7}{'redone/disr. p50':>18}{'max':>6}{'violations':>12}"
+    lines += [head, "-" * len(head)]
+    for kind, row in summary["kinds"].items():
+        lines.append(f"{kind:<20}{row['disruptions']:>12}{row['runs']:>6}{_fmt(row['recovered_s_median']):>13}"
+                     f"{_fmt(row['recovered_s_p95']):>7}{_fmt(row['redone_s_per_disruption_median']):>18}"
+                     f"{_fmt(row['redone_s_per_disruption_max']):>6}{row['violations']:>12}")
+    broken = summary["violations"]
+    lines.append("invariants broken: " + (", ".join(f"{k}: {n}" for k, n in broken.items()) if broken else
+                 "none (no lost checkpoint, no duplicate external submission, no SUCCESS without the work, no "
+                 "application retry spent on an infrastructure cause, every run succeeded)"))
+    return lines
 
 
 def _given(meta: dict[str, Any], side: str) -> str:
