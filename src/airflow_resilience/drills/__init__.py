@@ -1,5 +1,6 @@
-"""Disruption drills: disrupt real runs on a real Airflow, measure what it cost with and without
-airflow-resilience, and report it (terminal summary, HTML with plots, JSON results).
+"""Disruption drills: disrupt real runs on a real Airflow, measure what it cost on three sides (stock, stock
+with a hand-written checkpoint, airflow-resilience) from Airflow's own records, and report it (terminal
+summary, HTML with plots, JSON results). Control-plane disruptions: :mod:`.control`.
 
 ``airflow resilience drill`` (or ``python -m airflow_resilience.drills``) is the command line;
 :func:`run_drill` and :func:`chaos` are the Python API.
