@@ -49,6 +49,7 @@ def _config(job_server) -> dict[str, str]:
 def control_env(private_pg, job_server):
     af = AirflowEnvironment.create(dags=[CONTROL_DAGS], database="postgres", postgres_server=private_pg,
                                    config=_config(job_server))
+    af.keep_alive()  # what systemd or Kubernetes does: Airflow's scheduler exits when its database goes away
     try:
         yield af
     finally:
@@ -110,6 +111,7 @@ def private_redis(suite_services):
 def test_celery_broker_restart_mid_checkpoint_keeps_every_invariant(private_pg, private_redis, job_server, tmp_path):
     af = AirflowEnvironment.create(dags=[CONTROL_DAGS], executor="celery", celery_workers=1, worker_concurrency=2,
                                    postgres_server=private_pg, redis_server=private_redis, config=_config(job_server))
+    af.keep_alive()
     try:
         record = run_control(af, "broker_restart", tmp_path, job_server=job_server)
         assert_invariants(af, record)

@@ -47,8 +47,9 @@ def disrupt_control_plane(af: Any, kind: str, at: float | None = None) -> dict[s
     * ``db_restart``: ``pg_ctl restart -m fast`` of the metadata database's server: every connection is cut;
     * ``broker_restart``: the Celery broker (Redis, no persistence) stopped and started empty.
 
-    After a database or broker restart, a component that exited on the lost connection is started again (what
-    systemd or Kubernetes does); the record names it."""
+    After a database or broker restart, a component that exits on the lost connection is started again (what
+    systemd or Kubernetes does): the environment's :meth:`keep_alive` watchdog does it whenever that happens
+    (Airflow's scheduler may take several seconds to give up); the record names what had exited 2 s after."""
     at = time.time() if at is None else at
     if kind in ("scheduler_restart", "api_restart", "triggerer_kill"):
         component, sig = {"scheduler_restart": ("scheduler", signal.SIGTERM), "api_restart": ("api-server", signal.SIGTERM),
@@ -72,11 +73,14 @@ def disrupt_control_plane(af: Any, kind: str, at: float | None = None) -> dict[s
         server.restart()
     else:
         raise ValueError(f"unknown control-plane disruption {kind!r}")
-    time.sleep(2)  # a component that loses its connection for good exits within this
-    restarted = [name for name, proc in list(af._procs.items()) if proc.poll() is not None]
-    for name in restarted:
-        af.start_component(name)
-    return {"kind": kind, "at": at, "restarted": restarted}
+    if hasattr(af, "keep_alive"):
+        af.keep_alive()
+    time.sleep(2)
+    exited = [name for name, proc in list(af._procs.items()) if proc.poll() is not None]
+    if not hasattr(af, "keep_alive"):
+        for name in exited:
+            af.start_component(name)
+    return {"kind": kind, "at": at, "exited": exited}
 
 
 def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:

@@ -461,6 +461,7 @@ def chaos(
                     postgres_server=private_pg, parallelism=max(4, concurrency + 2),
                     config={"AIRFLOW_CONN_DATABRICKS_DEFAULT": server.airflow_connection(),
                             "AIRFLOW__SCHEDULER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10"})
+                af.keep_alive()  # as a deployment's process supervisor: restarts a component that exits
             else:
                 af.deploy(CONTROL_DAGS)
             if kinds is None:

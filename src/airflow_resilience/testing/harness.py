@@ -102,6 +102,9 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
     postgres_server: Any = None
     redis_server: Any = None
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: keep_alive(): the watchdog thread and its stop flag; the components it restarted (name, exit code, when)
+    _watchdog: Any = None
+    restarts: list[tuple[str, int, float]] = field(default_factory=list)
     _token: str | None = None
     _engine: Any = None
     executor: str = "local"
@@ -399,8 +402,39 @@ class AirflowEnvironment(ProcessControl, RestClient, MetadataRecords):
             _stop_tree(proc.pid, sig, timeout)
             proc.wait(timeout=5)
 
+    def keep_alive(self, interval: float = 1.0) -> None:
+        """Restart any component that exits on its own, as systemd (``Restart=always``) or Kubernetes does for
+        a deployment: Airflow's scheduler exits when it loses its database, and in production it is started
+        again. For control-plane drills. A component stopped with :meth:`stop_component` stays stopped."""
+        import threading
+
+        if self._watchdog is not None:
+            return
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(interval):
+                for name, proc in list(self._procs.items()):
+                    code = proc.poll()
+                    if code is not None and not stop.is_set() and self._procs.get(name) is proc:
+                        log.warning("%s exited with %s: starting it again (keep_alive)", name, code)
+                        self.restarts.append((name, code, time.time()))
+                        try:
+                            self.start_component(name)
+                        except Exception:  # noqa: BLE001 - tried again next round
+                            log.exception("could not restart %s", name)
+
+        thread = threading.Thread(target=watch, daemon=True, name="airflow-keep-alive")
+        self._watchdog = (thread, stop)
+        thread.start()
+
     def stop(self) -> None:
         """Stop every process this environment started (by PID, with its descendants), drop the DB."""
+        if self._watchdog is not None:
+            thread, flag = self._watchdog
+            flag.set()
+            thread.join(timeout=5)
+            self._watchdog = None
         for name in reversed(list(self._procs)):
             try:
                 self.stop_component(name)
