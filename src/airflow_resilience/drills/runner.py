@@ -22,6 +22,7 @@ import logging
 import math
 import random
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -389,6 +390,7 @@ def run_drill(
             for side in owned:
                 if side in envs:
                     envs[side].stop()
+            shutil.rmtree(workdir, ignore_errors=True)  # the runs' progress marks: measured, no longer needed
     if errors and not runs:
         raise errors[0]
     database_kind = next(iter(envs.values())).database_kind if envs else database
@@ -496,6 +498,7 @@ def chaos(
                 af.stop()
             if private_pg is not None:
                 private_pg.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
     control = attribute_control_plane(runs)
     meta = {
         "kind": "chaos",
