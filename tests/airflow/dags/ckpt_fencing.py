@@ -24,7 +24,7 @@ def ckpt_fencing():
         ctx = get_current_context()
         marks = ctx["dag_run"].conf["marks"]
         try_number = ctx["ti"].try_number
-        ckpt = Checkpoint.current()
+        ckpt = Checkpoint.current(write_behind=bool(ctx["dag_run"].conf.get("write_behind", False)))
         steps = int(ctx["dag_run"].conf.get("steps", 400))
         try:
             for i in ckpt.iterate(range(steps), key="items"):
