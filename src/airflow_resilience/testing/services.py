@@ -200,13 +200,18 @@ class PrivateRedis:
         server = redis_server_bin()
         if self._proc is None or self.root is None or server is None:
             raise RuntimeError("PrivateRedis.restart: the server is not running (start it first)")
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=5)
+        self._terminate()
         self._spawn(server, timeout)
+
+    def _terminate(self) -> None:
+        """SIGTERM the server by PID; SIGKILL after 10 s."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
 
     def _spawn(self, server: str, timeout: float) -> PrivateRedis:
         assert self.root is not None
@@ -222,8 +227,9 @@ class PrivateRedis:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 text = logfile.read_text() if logfile.exists() else ""
+                code = self._proc.returncode
                 self.stop()
-                raise ServiceMissing(f"Redis: redis-server exited with {self._proc.returncode}: {text[-1000:]}")
+                raise ServiceMissing(f"Redis: redis-server exited with {code}: {text[-1000:]}")
             if redis_answers("127.0.0.1", self.port):
                 return self
             time.sleep(0.05)
@@ -231,13 +237,7 @@ class PrivateRedis:
         raise ServiceMissing(f"Redis: redis-server did not answer PING on 127.0.0.1:{self.port} in {timeout:.0f}s")
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
+        self._terminate()
         self._proc = None
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
