@@ -121,22 +121,5 @@ def run_control(af: Any, kind: str, workdir: Path, *, job_server: Any = None, co
     done["try_number"] = try_before
     wait_api(af)
     af.wait_for_run(dag_id, run_id, timeout=cfg.run_timeout)
-    sc: Any = scenario
-    return measure(af, "ours", sc, _MeasureConfig(cfg, workload), dag_id, run_id, marks, triggered, [done],
-                   job_server, TASK)
-
-
-@dataclass
-class _MeasureConfig:
-    """What :func:`~airflow_resilience.drills.measure.measure` reads of a drill config."""
-
-    control: ControlConfig
-    workload: str
-
-    @property
-    def seconds(self) -> float:
-        return self.control.seconds if self.workload == "load" else 0.0
-
-    @property
-    def items(self) -> int:
-        return self.control.items if self.workload == "load" else 0
+    # measure() reads scenario.label/.workload and cfg.items/.seconds (only for the "load" workload)
+    return measure(af, "ours", scenario, cfg, dag_id, run_id, marks, triggered, [done], job_server, TASK)
